@@ -1,0 +1,47 @@
+# make run | make test | make sweep | make bench : each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# A CPU machine gets the CPU build lying on its disk; elsewhere pip takes PyPI's default build (CUDA on Linux).
+TORCH ?= torch==2.13.0
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: install run test sweep bench clean
+
+install: $(VENV)/.installed $(FASHION_MNIST)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST is missing: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)," >&2; \
+		echo "or put the four IDX files in a folder and run with data.root=/that/folder" >&2; \
+		exit 1; \
+	fi
+	@test -f $@ || { echo "dataset-fashion-mnist installed but $@ is missing" >&2; exit 1; }
+
+run: install
+	$(PY) -m experiments
+
+test: install
+	$(PY) -m pytest -q
+
+sweep: install
+	$(PY) -m experiments +sweep=latent_dims -m
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf outputs/runs outputs/multirun outputs/cache outputs/bench

@@ -1,0 +1,32 @@
+"""`python -m experiments [overrides] [-m]`: one job, or a sweep of them, configured by conf/."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from experiments.errors import UserError
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from experiments import pipeline  # imported here so `--help` and config errors stay fast
+
+    try:
+        return pipeline.run(cfg)
+    except (UserError, InstantiationException) as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        # A UserError raised in a constructor reaches us wrapped by Hydra's instantiate.
+        cause = e.__cause__ if isinstance(e.__cause__, UserError) else e
+        message = " ".join(str(cause).split())  # one line, whatever the library wrote
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Data modules: where the images come from, checked and turned into float (N, C, H, W) in [0, 1].
+
+Every module yields *fit* images (to train the model, labels not needed) and *eval* images (encoded,
+clustered and scored, with labels when there are any).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from experiments.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise UserError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise UserError(f"{path} is truncated: header says {dims}, found {data.size} values")
+    return data.reshape(dims)
+
+
+def load_npy(path: str | Path, setting: str) -> np.ndarray:
+    """Load a user's .npy file without pickle: a data file must not be able to run code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{setting}: file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise UserError(f"{setting}: {path} holds Python objects, not numbers; save a numeric array") from None
+        raise UserError(f"{setting}: cannot read {path} as .npy: {e}") from None
+    except OSError as e:
+        raise UserError(f"{setting}: cannot read {path}: {e}") from None
+
+
+def as_image_batch(array: np.ndarray, source: str) -> np.ndarray:
+    """Check an array of images and return it as float32 (N, C, H, W) in [0, 1].
+
+    Accepts (N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3}; uint8 (or integers) in 0-255,
+    or floats in 0-1.
+    """
+    if array.dtype.kind not in "uif":
+        raise UserError(f"{source}: images must be numbers, got dtype {array.dtype}")
+    if array.size == 0:
+        raise UserError(f"{source}: no images (shape {array.shape})")
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4:
+        if array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
+            array = array.transpose(0, 3, 1, 2)
+        elif array.shape[1] not in (1, 3):
+            raise UserError(
+                f"{source}: shape {array.shape} is not (N,H,W,C) or (N,C,H,W) with 1 or 3 channels"
+            )
+    else:
+        raise UserError(f"{source}: shape {array.shape} is not images; expected (N,H,W), (N,H,W,C) or (N,C,H,W)")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise UserError(f"{source}: images contain NaN or inf values")
+        low, high = float(array.min()), float(array.max())
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise UserError(
+                f"{source}: float images must lie in [0, 1], found [{low:g}, {high:g}]; "
+                "scale them or save uint8 0-255"
+            )
+        return np.ascontiguousarray(array, dtype=np.float32)
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > 255:
+        raise UserError(f"{source}: integer images must lie in 0-255, found {low}..{high}")
+    return np.ascontiguousarray(array, dtype=np.float32) / 255.0
+
+
+def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
+    """Check a label vector against its images and return it as int64."""
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise UserError(f"{source}: labels must be a 1-D array, got shape {array.shape}")
+    if array.dtype.kind not in "uif":
+        raise UserError(f"{source}: labels must be integers, got dtype {array.dtype}")
+    if len(array) != n_images:
+        raise UserError(f"{source}: {len(array)} labels for {n_images} images; they must match one to one")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not np.all(array == np.round(array)):
+            raise UserError(f"{source}: labels must be whole numbers (found NaN, inf or fractions)")
+    return array.astype(np.int64)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Fit and eval images held in memory; subclasses say where they come from in `load_arrays`."""
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        fit_limit: int | None = None,
+        eval_limit: int | None = None,
+        n_classes: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.fit_limit = fit_limit
+        self.eval_limit = eval_limit
+        self.declared_n_classes = n_classes
+        self.seed = seed
+        self.fit_images: torch.Tensor | None = None
+        self.eval_images: torch.Tensor | None = None
+        self.eval_labels: np.ndarray | None = None
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Return (fit images, eval images, eval labels or None), already checked."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.fit_images is not None:
+            return
+        fit, evaluation, labels = self.load_arrays()
+        fit, evaluation = fit[: self.fit_limit], evaluation[: self.eval_limit]
+        if labels is not None:
+            labels = labels[: self.eval_limit]
+        if fit.shape[1:] != evaluation.shape[1:]:
+            raise UserError(
+                f"fit images are {fit.shape[1:]} (C,H,W) but eval images are {evaluation.shape[1:]}; they must match"
+            )
+        if len(fit) == 0 or len(evaluation) == 0:
+            raise UserError("data.fit_limit / data.eval_limit leave no images")
+        self.fit_images = torch.from_numpy(fit)
+        self.eval_images = torch.from_numpy(evaluation)
+        self.eval_labels = labels
+        log.info("data: %d fit and %d eval images of shape %s", len(fit), len(evaluation), tuple(fit.shape[1:]))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        assert self.fit_images is not None, "call setup() first"
+        return tuple(self.fit_images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int | None:
+        """The declared class count, else the number of distinct eval labels, else None."""
+        if self.declared_n_classes is not None:
+            return self.declared_n_classes
+        return None if self.eval_labels is None else len(np.unique(self.eval_labels))
+
+    def train_dataloader(self) -> DataLoader:
+        # Whole batches are sliced from the in-memory tensor: per-sample indexing and collation
+        # would cost more than the small model's step on a CPU.
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = BatchSampler(RandomSampler(self.fit_images, generator=generator), self.batch_size, False)
+        return DataLoader(TensorDataset(self.fit_images), sampler=sampler, batch_size=None)
+
+    def eval_dataloader(self) -> DataLoader:
+        """Eval images in order, for validation curves and encoding."""
+        sampler = BatchSampler(SequentialSampler(self.eval_images), self.batch_size, False)
+        return DataLoader(TensorDataset(self.eval_images), sampler=sampler, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader()
+
+
+class FashionMNIST(ImageDataModule):
+    """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images."""
+
+    FILES = {
+        "fit": "train-images-idx3-ubyte",
+        "eval": "t10k-images-idx3-ubyte",
+        "labels": "t10k-labels-idx1-ubyte",
+    }
+
+    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+
+    def find(self, stem: str) -> Path:
+        for name in (stem + ".gz", stem):
+            if (self.root / name).is_file():
+                return self.root / name
+        raise UserError(
+            f"data.root: {self.root / stem}[.gz] not found; install Debian's dataset-fashion-mnist "
+            "(make install does) or point data.root at a folder with the IDX files"
+        )
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        paths = {key: self.find(stem) for key, stem in self.FILES.items()}
+        fit = as_image_batch(read_idx(paths["fit"]), str(paths["fit"]))
+        evaluation = as_image_batch(read_idx(paths["eval"]), str(paths["eval"]))
+        labels = as_labels(read_idx(paths["labels"]), len(evaluation), str(paths["labels"]))
+        return fit, evaluation, labels
+
+
+class Digits(ImageDataModule):
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), fit and scored on the same images."""
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = (digits.images / 16.0).astype(np.float32)[:, None]
+        return images, images, digits.target.astype(np.int64)
+
+
+class NpyImages(ImageDataModule):
+    """A user's own images in the assignments' .npy format; eval defaults to the fit images."""
+
+    def __init__(
+        self,
+        train_path: str | None = None,
+        eval_path: str | None = None,
+        eval_labels_path: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.train_path = train_path
+        self.eval_path = eval_path
+        self.eval_labels_path = eval_labels_path
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if not self.train_path:
+            raise UserError("data.train_path: set it to a .npy file of images (data=npy data.train_path=...)")
+        fit = as_image_batch(load_npy(self.train_path, "data.train_path"), f"data.train_path ({self.train_path})")
+        if self.eval_path:
+            evaluation = as_image_batch(load_npy(self.eval_path, "data.eval_path"), f"data.eval_path ({self.eval_path})")
+        else:
+            evaluation = fit
+        labels = None
+        if self.eval_labels_path:
+            labels = as_labels(
+                load_npy(self.eval_labels_path, "data.eval_labels_path"),
+                len(evaluation),
+                f"data.eval_labels_path ({self.eval_labels_path})",
+            )
+        return fit, evaluation, labels

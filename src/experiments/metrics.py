@@ -1,0 +1,69 @@
+"""Scores: clustering accuracy (Hungarian matching), NMI, ARI, a Kaggle-style split, reconstruction error."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def contingency(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Counts of (cluster, class) pairs; labels of any values are mapped to 0..k-1 first."""
+    _, classes = np.unique(y_true, return_inverse=True)
+    _, clusters = np.unique(y_pred, return_inverse=True)
+    table = np.zeros((clusters.max() + 1, classes.max() + 1), dtype=np.int64)
+    np.add.at(table, (clusters, classes), 1)
+    return table
+
+
+def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of clusters to classes (Hungarian algorithm).
+
+    With more clusters than classes the unmatched clusters count as wrong, and with fewer the
+    unmatched classes do, so the score never rewards splitting or merging.
+    """
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions")
+    if len(y_true) == 0:
+        raise ValueError("cluster_accuracy of an empty set")
+    table = contingency(y_true, y_pred)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / len(y_true))
+
+
+def public_private_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two fixed halves of range(n), shuffled by `seed`, like a Kaggle leaderboard's public/private sets."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def clustering_scores(y_true: np.ndarray, y_pred: np.ndarray, seed: int) -> dict[str, float]:
+    """acc, nmi and ari on the whole eval set; public and private accuracy on its two halves."""
+    public, private = public_private_split(len(y_true), seed)
+    return {
+        "public_score": cluster_accuracy(y_true[public], y_pred[public]),
+        "private_score": cluster_accuracy(y_true[private], y_pred[private]),
+        "acc": cluster_accuracy(y_true, y_pred),
+        "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
+        "ari": float(adjusted_rand_score(y_true, y_pred)),
+    }
+
+
+def per_image_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Mean squared error of each image against its reconstruction."""
+    diff = (images - reconstructions).reshape(len(images), -1)
+    return np.mean(diff**2, axis=1)
+
+
+def examples_of_different_classes(labels: np.ndarray | None, n_images: int, count: int) -> list[int]:
+    """Indices of the first image of each of the first `count` classes met (first images without labels)."""
+    if labels is None:
+        return list(range(min(count, n_images)))
+    seen: dict[int, int] = {}
+    for index, label in enumerate(labels.tolist()):
+        if label not in seen:
+            seen[label] = index
+            if len(seen) == count:
+                break
+    return list(seen.values())

@@ -1,0 +1,1 @@
+"""Lightning modules, one per file: `autoencoder.ConvAutoencoder`."""

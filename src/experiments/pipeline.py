@@ -1,0 +1,282 @@
+"""One job, top to bottom: load -> fit (or load from cache) -> encode -> reduce -> cluster -> score -> log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from sklearn.decomposition import PCA
+
+from experiments import plots
+from experiments.cache import ModelCache, TrainedModel, cache_key, save_model
+from experiments.data import ImageDataModule
+from experiments.errors import UserError
+from experiments.files import write_json
+from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
+from experiments.reduce import OpenTSNE
+from experiments.tracking import EpochHistory, Tracker, make_logger, resolved, write_csv
+
+log = logging.getLogger(__name__)
+
+# Trainer settings that change how training is shown, not the model it produces.
+NOT_IN_CACHE_KEY = {"enable_progress_bar", "enable_model_summary", "log_every_n_steps"}
+
+
+class StageTimer:
+    """Seconds per stage, with a log line as each one ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("stage %s ...", stage)
+        yield
+        self.seconds[stage] = round(time.perf_counter() - start, 3)
+        log.info("stage %s done in %.1fs", stage, self.seconds[stage])
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run one job and return its public score (None without labels), for sweepers that optimise it."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    choices = hydra_cfg.runtime.choices
+    check_accelerator(cfg.trainer)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    timer = StageTimer()
+
+    with timer("load"):
+        data: ImageDataModule = instantiate(cfg.data)
+        data.setup()
+    n_eval = len(data.eval_images)
+    n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
+
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    logger = make_logger(
+        cfg.logger,
+        job_dir,
+        group=str(hydra_cfg.sweep.dir) if multirun else None,
+        name=(hydra_cfg.job.override_dirname or None) if multirun else None,
+        config=resolved(cfg),
+    )
+    tracker = Tracker(job_dir, logger)
+    failed = True
+    try:
+        with timer("fit"):
+            model, trained, cache_status = fit_or_load(cfg, data, logger)
+        if cache_status == "hit":
+            replay_history(tracker, trained["history"])
+
+        with timer("encode"):
+            codes, reconstructions = encode(model, data)
+        np.save(job_dir / "codes.npy", codes)
+
+        with timer("reduce"):
+            reducer = instantiate(cfg.reducer)
+            check_n_components(reducer, codes)
+            reduced = run_library_stage("reducer", choices.get("reducer"), reducer.fit_transform, codes)
+
+        with timer("cluster"):
+            clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
+            clusters = np.asarray(run_library_stage("clusterer", choices.get("clusterer"), clusterer.fit_predict, reduced))
+        write_csv(job_dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
+
+        with timer("score"):
+            labels = data.eval_labels
+            mse = per_image_mse(data.eval_images.numpy(), reconstructions)
+            example_ids = examples_of_different_classes(labels, n_eval, 2)
+            results: dict[str, Any] = {
+                **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
+                    ["public_score", "private_score", "acc", "nmi", "ari"])),
+                "recon_mse": float(mse.mean()),
+                "recon_mse_examples": [
+                    {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
+                    for i in example_ids
+                ],
+                "latent_dim": int(codes.shape[1]),
+                "reducer": choices.get("reducer"),
+                "reduced_dim": int(reduced.shape[1]),
+                "clusterer": choices.get("clusterer"),
+                "n_clusters": n_clusters,
+                "model": choices.get("model"),
+                "data": choices.get("data"),
+                "seed": cfg.seed,
+                "cache": cache_status,
+                "checkpoint": trained.get("path"),
+                "wandb_dir": tracker.wandb_dir,
+            }
+            if hasattr(reducer, "kl_divergence_"):
+                results["tsne_kl"] = reducer.kl_divergence_
+
+        with timer("plots"):
+            log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
+            log_embeddings(tracker, cfg, codes, reduced, labels, clusters, choices.get("reducer"))
+
+        results["seconds"] = timer.seconds
+        tracker.log_summary(results)
+        write_json(job_dir / "results.json", results)
+        failed = False
+    finally:
+        tracker.finish(failed)
+    log.info(
+        "results: acc=%s nmi=%s public=%s private=%s recon_mse=%.5f -> %s",
+        *(fmt(results[k]) for k in ("acc", "nmi", "public_score", "private_score")),
+        results["recon_mse"],
+        job_dir / "results.json",
+    )
+    return results["public_score"]
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError("accelerator=gpu but no CUDA GPU is visible here; use accelerator=cpu or accelerator=auto")
+
+
+def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: int) -> int:
+    """clusterer.n_clusters, defaulting to the data's class count."""
+    n_clusters = configured if configured is not None else n_classes
+    if n_clusters is None:
+        raise UserError("clusterer.n_clusters: the eval images have no labels to count classes from; set it")
+    if n_clusters < 1:
+        raise UserError(f"clusterer.n_clusters must be at least 1, got {n_clusters}")
+    if n_clusters > n_eval:
+        raise UserError(f"clusterer.n_clusters={n_clusters} is more clusters than the {n_eval} eval images")
+    return int(n_clusters)
+
+
+def check_n_components(reducer: Any, codes: np.ndarray) -> None:
+    n_components = getattr(reducer, "n_components", None)
+    if not isinstance(n_components, int):
+        return
+    limit = min(codes.shape)
+    if not 1 <= n_components <= limit:
+        raise UserError(
+            f"reducer.n_components={n_components} does not fit {codes.shape[0]} codes of dimension "
+            f"{codes.shape[1]} (model.latent_dim); use 1..{limit}"
+        )
+
+
+def run_library_stage(setting: str, name: str | None, function: Any, inputs: np.ndarray) -> np.ndarray:
+    """Call a library's fit method, turning its complaints about parameters into a UserError."""
+    try:
+        return function(inputs)
+    except ValueError as e:  # scikit-learn and openTSNE report bad parameters as ValueError
+        raise UserError(f"{setting} ({name}): {e}") from None
+
+
+def model_cache_key(cfg: DictConfig) -> str:
+    trainer = {k: v for k, v in resolved(cfg.trainer).items() if k not in NOT_IN_CACHE_KEY}
+    data = {k: v for k, v in resolved(cfg.data).items() if k != "num_workers"}
+    return cache_key({"data": data, "model": resolved(cfg.model), "trainer": trainer, "seed": cfg.seed})
+
+
+def fit_or_load(
+    cfg: DictConfig, data: ImageDataModule, logger: pl.loggers.Logger | None
+) -> tuple[pl.LightningModule, TrainedModel, str]:
+    """The trained model, from the cache when one with the same settings exists; and "hit"/"miss"/"off"."""
+    model = instantiate(cfg.model, image_shape=data.image_shape)
+
+    def train() -> TrainedModel:
+        history = EpochHistory()
+        trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=[history])
+        with warnings.catch_warnings():
+            # In-memory tensors need no loader workers; Lightning suggests them regardless.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(model, datamodule=data)
+        return {"state_dict": model.state_dict(), "history": history.epochs}
+
+    if cfg.cache:
+        key = model_cache_key(cfg)
+        store = ModelCache(cfg.cache_dir)
+        trained, hit = store.get_or_train(key, train)
+        trained = {**trained, "path": str(store.path(key))}
+        if hit:
+            model.load_state_dict(trained["state_dict"])
+        log.info("model cache %s: %s", "hit" if hit else "miss", store.path(key))
+        return model, trained, "hit" if hit else "miss"
+    # Without the cache the job keeps its own checkpoint, so a failure after training loses nothing.
+    trained = train()
+    path = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
+    save_model(trained, path)
+    return model, {**trained, "path": str(path)}, "off"
+
+
+def replay_history(tracker: Tracker, history: list[dict[str, float]]) -> None:
+    """Log the cached model's training curves, so every job's run shows how its model trained."""
+    for row in history:
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {"epoch": row["epoch"]})
+
+
+@torch.no_grad()
+def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and reconstructions of the eval images."""
+    model.eval()
+    codes, reconstructions = [], []
+    for (images,) in data.eval_dataloader():
+        code = model.encode(images.to(model.device))
+        codes.append(code.cpu())
+        reconstructions.append(model.decoder(code).cpu())
+    return torch.cat(codes).numpy(), torch.cat(reconstructions).numpy()
+
+
+def log_reconstructions(
+    tracker: Tracker, data: ImageDataModule, reconstructions: np.ndarray, mse: np.ndarray, count: int
+) -> None:
+    labels = data.eval_labels
+    ids = examples_of_different_classes(labels, len(mse), count)
+    originals = data.eval_images.numpy()[ids]
+    captions = [
+        (f"#{i} " if labels is None else f"#{i} class {labels[i]} ") + f"MSE {mse[i]:.4f}" for i in ids
+    ]
+    tracker.log_figure("reconstructions", plots.reconstruction_figure(originals, reconstructions[ids], captions))
+    stacked = [np.concatenate([originals[k], reconstructions[i]], axis=1) for k, i in enumerate(ids)]
+    tracker.log_images("reconstructions_panel", [plots.to_displayable(s) for s in stacked], captions)
+
+
+def log_embeddings(
+    tracker: Tracker,
+    cfg: DictConfig,
+    codes: np.ndarray,
+    reduced: np.ndarray,
+    labels: np.ndarray | None,
+    clusters: np.ndarray,
+    reducer_name: str | None,
+) -> None:
+    """2-D PCA and t-SNE views of the codes (on a sample), as figures and one explorable table."""
+    if codes.shape[1] < 2:
+        return
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(len(codes), size=min(cfg.plots.max_points, len(codes)), replace=False))
+    views = {"pca": lambda: PCA(2, random_state=cfg.seed).fit_transform(codes[sample])}
+    if cfg.plots.tsne:
+        views["tsne"] = lambda: OpenTSNE(2, perplexity=min(30.0, (len(sample) - 1) / 3.1), random_state=cfg.seed).fit_transform(codes[sample])
+    if reduced.shape[1] == 2 and reducer_name in views:
+        views[reducer_name] = lambda: reduced[sample]  # the reducer already made this view
+    rows = []
+    for method, make in views.items():
+        coords = make()
+        sample_labels = None if labels is None else labels[sample]
+        title = f"{'PCA' if method == 'pca' else 't-SNE'} of the codes"
+        tracker.log_figure(f"embedding/{method}", plots.embedding_figure(coords, sample_labels, clusters[sample], title))
+        rows += [
+            [method, int(i), float(x), float(y), None if labels is None else int(labels[i]), int(clusters[i])]
+            for i, (x, y) in zip(sample, coords)
+        ]
+    tracker.log_table("embedding_2d", ["method", "index", "x", "y", "label", "cluster"], rows)

@@ -1,0 +1,48 @@
+"""Figures: 2-D embeddings coloured by label and by cluster, originals over reconstructions."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and none needed to write PNGs
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def embedding_figure(coords: np.ndarray, labels: np.ndarray | None, clusters: np.ndarray, title: str) -> Figure:
+    """A 2-D scatter of the codes, coloured by true label (when known) and by cluster side by side."""
+    panels = [("cluster", clusters)] if labels is None else [("true label", labels), ("cluster", clusters)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
+    for ax, (name, colours) in zip(axes[0], panels):
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=3, alpha=0.7, linewidths=0)
+        ax.set_title(f"{title}, coloured by {name}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if len(np.unique(colours)) <= 20:
+            ax.legend(*points.legend_elements(num=None), loc="best", fontsize=7, markerscale=0.8, title=name)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(originals: np.ndarray, reconstructions: np.ndarray, captions: list[str]) -> Figure:
+    """Originals (top row) over their reconstructions (bottom row); images are (N, C, H, W) in [0, 1]."""
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((originals, reconstructions)):
+            ax = axes[row, i]
+            ax.imshow(to_displayable(images[i]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, i].set_title(captions[i], fontsize=7)
+    axes[0, 0].set_ylabel("original")
+    axes[1, 0].set_ylabel("reconstruction")
+    fig.tight_layout()
+    return fig
+
+
+def to_displayable(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) for one channel, (H, W, C) for three."""
+    return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
