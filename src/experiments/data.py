@@ -46,6 +46,9 @@ def load_npy(path: str | Path, setting: str) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"{setting}: file not found: {path}")
     try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise UserError(f"{setting}: cannot read {path}: not a .npy file (save it with numpy.save)")
         return np.load(path, allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e):

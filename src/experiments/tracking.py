@@ -94,7 +94,7 @@ class Tracker:
         if self.wandb_run is not None:
             import wandb
 
-            panel = [wandb.Image(np.clip(image, 0, 1), caption=c) for image, c in zip(images, captions)]
+            panel = [wandb.Image(to_uint8_pixels(image), caption=c) for image, c in zip(images, captions)]
             self.wandb_run.log({name: panel})
 
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> Path:
@@ -121,6 +121,16 @@ class Tracker:
             run.finish(exit_code=1 if failed else 0)
         else:
             self.logger.finalize("failed" if failed else "success")
+
+
+def to_uint8_pixels(image: np.ndarray, min_height: int = 96) -> np.ndarray:
+    """[0, 1] floats to uint8, enlarged by whole pixels so small images stay visible in W&B.
+
+    (W&B writes the same file for every float array in a list of images, hence uint8.)
+    """
+    scale = max(1, min_height // image.shape[0])
+    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return pixels.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
 def write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:

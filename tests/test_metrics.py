@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from experiments.metrics import (
+    cluster_accuracy,
+    clustering_scores,
+    examples_of_different_classes,
+    per_image_mse,
+    public_private_split,
+)
+
+
+def test_cluster_accuracy_ignores_how_clusters_are_numbered():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    assert cluster_accuracy(y_true, np.array([2, 2, 0, 0, 1, 1])) == 1.0
+
+
+def test_cluster_accuracy_counts_the_best_one_to_one_matching():
+    # cluster 5 -> class "a" (2 right), cluster 7 -> class "b" (2 right); one "a" sits in cluster 7
+    y_true = np.array(["a", "a", "a", "b", "b"])
+    y_pred = np.array([5, 5, 7, 7, 7])
+    assert cluster_accuracy(y_true, y_pred) == pytest.approx(4 / 5)
+
+
+def test_cluster_accuracy_with_more_clusters_than_classes_counts_unmatched_clusters_wrong():
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    y_pred = np.array([0, 1, 2, 3, 3, 3])  # class 0 split in three: only one piece can match it
+    assert cluster_accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+
+
+def test_cluster_accuracy_with_fewer_clusters_than_classes_counts_unmatched_classes_wrong():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.zeros(6, dtype=int)  # everything in one cluster
+    assert cluster_accuracy(y_true, y_pred) == pytest.approx(2 / 6)
+
+
+def test_cluster_accuracy_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        cluster_accuracy(np.array([0, 1]), np.array([0]))
+
+
+def test_public_private_split_is_fixed_by_seed_and_covers_every_index_once():
+    public, private = public_private_split(11, seed=3)
+    again_public, _ = public_private_split(11, seed=3)
+    other_public, _ = public_private_split(11, seed=4)
+    assert np.array_equal(public, again_public)
+    assert not np.array_equal(public, other_public)
+    assert sorted(np.concatenate([public, private]).tolist()) == list(range(11))
+    assert len(public) == 5 and len(private) == 6
+
+
+def test_clustering_scores_score_each_half_separately():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 3, 200)
+    y_pred = y_true.copy()
+    public, private = public_private_split(200, seed=0)
+    y_pred[private[:50]] = (y_pred[private[:50]] + 1) % 3  # spoil a quarter of the private half
+    scores = clustering_scores(y_true, y_pred, seed=0)
+    assert scores["public_score"] == 1.0
+    assert scores["private_score"] == pytest.approx(0.5)
+    assert scores["acc"] == pytest.approx(0.75)
+    assert 0 < scores["nmi"] < 1 and 0 < scores["ari"] < 1
+
+
+def test_per_image_mse_is_the_mean_over_each_image():
+    images = np.zeros((2, 1, 2, 2))
+    recon = np.zeros((2, 1, 2, 2))
+    recon[1, 0, 0, 0] = 2.0
+    assert per_image_mse(images, recon).tolist() == [0.0, 1.0]
+
+
+def test_examples_of_different_classes_picks_the_first_of_each_class():
+    assert examples_of_different_classes(np.array([3, 3, 1, 3, 0]), 5, 2) == [0, 2]
+    assert examples_of_different_classes(np.array([3, 3, 1, 3, 0]), 5, 9) == [0, 2, 4]
+    assert examples_of_different_classes(None, 5, 2) == [0, 1]
