@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.cache import ModelCache, cache_key
+from experiments.cache import Cache, cache_key
 
 
 def trained(value: float) -> dict:
@@ -18,31 +18,31 @@ def test_cache_key_depends_on_every_value_but_not_on_dict_order():
 
 
 def test_cache_trains_once_then_returns_the_stored_model(tmp_path):
-    cache = ModelCache(tmp_path)
+    cache = Cache(tmp_path)
     calls = []
-    first, hit1 = cache.get_or_train("k", lambda: calls.append(1) or trained(3.0))
-    second, hit2 = cache.get_or_train("k", lambda: calls.append(1) or trained(9.0))
+    first, hit1 = cache.get_or_compute("k", lambda: calls.append(1) or trained(3.0))
+    second, hit2 = cache.get_or_compute("k", lambda: calls.append(1) or trained(9.0))
     assert (hit1, hit2) == (False, True) and len(calls) == 1
     assert torch.equal(second["state_dict"]["w"], torch.full((2,), 3.0))
     assert second["history"] == [{"epoch": 0, "loss": 3.0}]
 
 
 def test_a_failed_training_leaves_no_cache_entry(tmp_path):
-    cache = ModelCache(tmp_path)
+    cache = Cache(tmp_path)
 
     def fail():
         raise RuntimeError("killed mid-training")
 
     with pytest.raises(RuntimeError):
-        cache.get_or_train("k", fail)
+        cache.get_or_compute("k", fail)
     assert not cache.path("k").exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_an_unreadable_entry_is_trained_again(tmp_path):
-    cache = ModelCache(tmp_path)
+    cache = Cache(tmp_path)
     cache.path("k").write_bytes(b"half a file")
-    model, hit = cache.get_or_train("k", lambda: trained(1.0))
+    model, hit = cache.get_or_compute("k", lambda: trained(1.0))
     assert not hit and torch.equal(model["state_dict"]["w"], torch.ones(2))
 
 
@@ -53,7 +53,7 @@ def slow_train_and_count(root: str, counter: str) -> bool:
         time.sleep(0.5)
         return trained(1.0)
 
-    return ModelCache(root).get_or_train("shared", train)[1]
+    return Cache(root).get_or_compute("shared", train)[1]
 
 
 def test_parallel_jobs_needing_the_same_model_train_it_once(tmp_path):

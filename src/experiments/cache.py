@@ -1,4 +1,4 @@
-"""A cache of trained models keyed by everything that shapes them, safe for parallel jobs."""
+"""A cache of trained models (and what is derived from them), keyed by everything that shapes them."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from experiments.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-TrainedModel = dict[str, Any]  # {"state_dict": ..., "history": [...]}, loadable with weights_only=True
+Entry = dict[str, Any]  # tensors, numbers, strings, lists and dicts: loadable with weights_only=True
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -24,11 +24,12 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-class ModelCache:
-    """Trained models on disk, one file per key.
+class Cache:
+    """Entries on disk, one file per key: trained models, and views of their codes.
 
-    A per-key file lock makes parallel jobs that need the same model train it once: the first trains,
-    the others wait and load. Entries are written whole (temporary file, then rename) or not at all.
+    A per-key file lock makes parallel jobs that need the same entry compute it once: the first
+    computes, the others wait and load. Entries are written whole (temporary file, then rename) or
+    not at all.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -37,8 +38,8 @@ class ModelCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
 
-    def get_or_train(self, key: str, train: Callable[[], TrainedModel]) -> tuple[TrainedModel, bool]:
-        """Return (the trained model, whether it came from the cache)."""
+    def get_or_compute(self, key: str, compute: Callable[[], Entry]) -> tuple[Entry, bool]:
+        """Return (the entry, whether it came from the cache)."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
         with FileLock(str(path) + ".lock"):
@@ -46,12 +47,12 @@ class ModelCache:
                 try:
                     return torch.load(path, map_location="cpu", weights_only=True), True
                 except Exception as e:  # noqa: BLE001 - an unreadable entry is retrained, not fatal
-                    log.warning("cache: unreadable entry %s (%s); training again", path, e)
-            trained = train()
-            save_model(trained, path)
-            return trained, False
+                    log.warning("cache: unreadable entry %s (%s); computing it again", path, e)
+            entry = compute()
+            save_entry(entry, path)
+            return entry, False
 
 
-def save_model(trained: TrainedModel, path: str | Path) -> None:
+def save_entry(entry: Entry, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(trained, tmp)
+        torch.save(entry, tmp)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from sklearn.decomposition import PCA
 
 from experiments import plots
-from experiments.cache import ModelCache, TrainedModel, cache_key, save_model
+from experiments.cache import Cache, Entry, cache_key, save_entry
 from experiments.data import ImageDataModule
 from experiments.errors import UserError
 from experiments.files import write_json
@@ -64,6 +64,8 @@ def run(cfg: DictConfig) -> float | None:
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
 
+    cache = Cache(cfg.cache_dir) if cfg.cache else None
+    model_key = model_cache_key(cfg)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     logger = make_logger(
         cfg.logger,
@@ -76,7 +78,7 @@ def run(cfg: DictConfig) -> float | None:
     failed = True
     try:
         with timer("fit"):
-            model, trained, cache_status = fit_or_load(cfg, data, logger)
+            model, trained, cache_status = fit_or_load(cfg, data, logger, cache, model_key)
         if cache_status == "hit":
             replay_history(tracker, trained["history"])
 
@@ -123,7 +125,8 @@ def run(cfg: DictConfig) -> float | None:
 
         with timer("plots"):
             log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
-            log_embeddings(tracker, cfg, codes, reduced, labels, clusters, choices.get("reducer"))
+            views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, cache, model_key)
+            log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
 
         results["seconds"] = timer.seconds
         tracker.log_summary(results)
@@ -188,12 +191,12 @@ def model_cache_key(cfg: DictConfig) -> str:
 
 
 def fit_or_load(
-    cfg: DictConfig, data: ImageDataModule, logger: pl.loggers.Logger | None
-) -> tuple[pl.LightningModule, TrainedModel, str]:
+    cfg: DictConfig, data: ImageDataModule, logger: pl.loggers.Logger | None, cache: Cache | None, key: str
+) -> tuple[pl.LightningModule, Entry, str]:
     """The trained model, from the cache when one with the same settings exists; and "hit"/"miss"/"off"."""
     model = instantiate(cfg.model, image_shape=data.image_shape)
 
-    def train() -> TrainedModel:
+    def train() -> Entry:
         history = EpochHistory()
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=[history])
         with warnings.catch_warnings():
@@ -202,19 +205,17 @@ def fit_or_load(
             trainer.fit(model, datamodule=data)
         return {"state_dict": model.state_dict(), "history": history.epochs}
 
-    if cfg.cache:
-        key = model_cache_key(cfg)
-        store = ModelCache(cfg.cache_dir)
-        trained, hit = store.get_or_train(key, train)
-        trained = {**trained, "path": str(store.path(key))}
+    if cache is not None:
+        trained, hit = cache.get_or_compute(key, train)
+        trained = {**trained, "path": str(cache.path(key))}
         if hit:
             model.load_state_dict(trained["state_dict"])
-        log.info("model cache %s: %s", "hit" if hit else "miss", store.path(key))
+        log.info("model cache %s: %s", "hit" if hit else "miss", cache.path(key))
         return model, trained, "hit" if hit else "miss"
     # Without the cache the job keeps its own checkpoint, so a failure after training loses nothing.
     trained = train()
     path = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
-    save_model(trained, path)
+    save_entry(trained, path)
     return model, {**trained, "path": str(path)}, "off"
 
 
@@ -250,27 +251,51 @@ def log_reconstructions(
     tracker.log_images("reconstructions_panel", [plots.to_displayable(s) for s in stacked], captions)
 
 
+class EmbeddingViews:
+    """2-D PCA and t-SNE views of a random sample of the codes.
+
+    The t-SNE view is cached with the model (same model, same codes): jobs of a sweep that differ only
+    after the encoder (reducer, clusterer) draw it once.
+    """
+
+    def __init__(self, codes: np.ndarray, max_points: int, seed: int, cache: Cache | None, model_key: str) -> None:
+        rng = np.random.default_rng(seed)
+        self.sample = np.sort(rng.choice(len(codes), size=min(max_points, len(codes)), replace=False))
+        self.codes = codes[self.sample]
+        self.seed = seed
+        self.cache = cache
+        self.key = cache_key({"model": model_key, "view": "tsne", "sample": len(self.sample)})
+
+    def pca(self) -> np.ndarray:
+        return PCA(2, random_state=self.seed).fit_transform(self.codes)
+
+    def tsne(self) -> np.ndarray:
+        def compute() -> Entry:
+            perplexity = min(30.0, (len(self.codes) - 1) / 3.1)
+            return {"coords": torch.from_numpy(OpenTSNE(2, perplexity=perplexity, random_state=self.seed).fit_transform(self.codes))}
+
+        entry = compute() if self.cache is None else self.cache.get_or_compute(self.key, compute)[0]
+        return entry["coords"].numpy()
+
+
 def log_embeddings(
     tracker: Tracker,
-    cfg: DictConfig,
-    codes: np.ndarray,
+    views: EmbeddingViews,
+    with_tsne: bool,
     reduced: np.ndarray,
     labels: np.ndarray | None,
     clusters: np.ndarray,
     reducer_name: str | None,
 ) -> None:
-    """2-D PCA and t-SNE views of the codes (on a sample), as figures and one explorable table."""
-    if codes.shape[1] < 2:
+    """2-D PCA and t-SNE views of the codes, as figures and one explorable table."""
+    if views.codes.shape[1] < 2:
         return
-    rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.choice(len(codes), size=min(cfg.plots.max_points, len(codes)), replace=False))
-    views = {"pca": lambda: PCA(2, random_state=cfg.seed).fit_transform(codes[sample])}
-    if cfg.plots.tsne:
-        views["tsne"] = lambda: OpenTSNE(2, perplexity=min(30.0, (len(sample) - 1) / 3.1), random_state=cfg.seed).fit_transform(codes[sample])
-    if reduced.shape[1] == 2 and reducer_name in views:
-        views[reducer_name] = lambda: reduced[sample]  # the reducer already made this view
+    makers = {"pca": views.pca, **({"tsne": views.tsne} if with_tsne else {})}
+    if reduced.shape[1] == 2 and reducer_name in makers:
+        makers[reducer_name] = lambda: reduced[views.sample]  # the reducer already made this view
+    sample = views.sample
     rows = []
-    for method, make in views.items():
+    for method, make in makers.items():
         coords = make()
         sample_labels = None if labels is None else labels[sample]
         title = f"{'PCA' if method == 'pca' else 't-SNE'} of the codes"
