@@ -92,7 +92,7 @@ def plain_epoch(data: ImageDataModule, seed: int) -> float:
     optimizer = model.configure_optimizers()
     model.train()
     start = time.perf_counter()
-    for (images,) in data.train_dataloader():
+    for images, *_ in data.train_dataloader():
         loss = torch.nn.functional.mse_loss(model(images), images)
         optimizer.zero_grad()
         loss.backward()

@@ -38,6 +38,9 @@ class Cache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
 
+    def load(self, key: str) -> Entry:
+        return torch.load(self.path(key), map_location="cpu", weights_only=True)
+
     def get_or_compute(self, key: str, compute: Callable[[], Entry]) -> tuple[Entry, bool]:
         """Return (the entry, whether it came from the cache)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +48,7 @@ class Cache:
         with FileLock(str(path) + ".lock"):
             if path.exists():
                 try:
-                    return torch.load(path, map_location="cpu", weights_only=True), True
+                    return self.load(key), True
                 except Exception as e:  # noqa: BLE001 - an unreadable entry is retrained, not fatal
                     log.warning("cache: unreadable entry %s (%s); computing it again", path, e)
             entry = compute()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,29 @@ def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def batches(tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches sliced from in-memory tensors (shuffled by `seed`), each batch a tuple like `tensors`.
+
+    Slicing whole batches costs far less than per-sample indexing and collation, which would
+    dominate a small model's step on a CPU.
+    """
+    sampler = (
+        RandomSampler(tensors[0], generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(tensors[0])
+    )
+    return DataLoader(TensorDataset(*tensors), sampler=BatchSampler(sampler, batch_size, False), batch_size=None)
+
+
+@dataclass
+class Images:
+    """What a data module loads: fit images (labels optional) and eval images (labels optional)."""
+
+    fit: np.ndarray
+    evaluation: np.ndarray
+    eval_labels: np.ndarray | None = None
+    fit_labels: np.ndarray | None = None
+    same: bool = False  # the eval images are the fit images
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Fit and eval images held in memory; subclasses say where they come from in `load_arrays`."""
 
@@ -133,18 +157,21 @@ class ImageDataModule(pl.LightningDataModule):
         self.fit_images: torch.Tensor | None = None
         self.eval_images: torch.Tensor | None = None
         self.eval_labels: np.ndarray | None = None
+        self.fit_labels: np.ndarray | None = None
+        self.eval_is_fit = False
 
-    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Return (fit images, eval images, eval labels or None), already checked."""
+    def load_arrays(self) -> Images:
+        """The images (and labels), already checked."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.fit_images is not None:
             return
-        fit, evaluation, labels = self.load_arrays()
-        fit, evaluation = fit[: self.fit_limit], evaluation[: self.eval_limit]
-        if labels is not None:
-            labels = labels[: self.eval_limit]
+        loaded = self.load_arrays()
+        fit, evaluation = loaded.fit[: self.fit_limit], loaded.evaluation[: self.eval_limit]
+        labels = None if loaded.eval_labels is None else loaded.eval_labels[: self.eval_limit]
+        fit_labels = None if loaded.fit_labels is None else loaded.fit_labels[: self.fit_limit]
+        self.eval_is_fit = loaded.same and self.fit_limit == self.eval_limit
         if fit.shape[1:] != evaluation.shape[1:]:
             raise UserError(
                 f"fit images are {fit.shape[1:]} (C,H,W) but eval images are {evaluation.shape[1:]}; they must match"
@@ -154,6 +181,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.fit_images = torch.from_numpy(fit)
         self.eval_images = torch.from_numpy(evaluation)
         self.eval_labels = labels
+        self.fit_labels = fit_labels
         log.info("data: %d fit and %d eval images of shape %s", len(fit), len(evaluation), tuple(fit.shape[1:]))
 
     @property
@@ -169,16 +197,14 @@ class ImageDataModule(pl.LightningDataModule):
         return None if self.eval_labels is None else len(np.unique(self.eval_labels))
 
     def train_dataloader(self) -> DataLoader:
-        # Whole batches are sliced from the in-memory tensor: per-sample indexing and collation
-        # would cost more than the small model's step on a CPU.
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = BatchSampler(RandomSampler(self.fit_images, generator=generator), self.batch_size, False)
-        return DataLoader(TensorDataset(self.fit_images), sampler=sampler, batch_size=None)
+        """Shuffled batches of (images,), or (images, labels) when the fit images have labels."""
+        labels = () if self.fit_labels is None else (torch.from_numpy(self.fit_labels),)
+        return batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed)
 
     def eval_dataloader(self) -> DataLoader:
-        """Eval images in order, for validation curves and encoding."""
-        sampler = BatchSampler(SequentialSampler(self.eval_images), self.batch_size, False)
-        return DataLoader(TensorDataset(self.eval_images), sampler=sampler, batch_size=None)
+        """Eval images in order, with their labels when there are any: validation curves and encoding."""
+        labels = () if self.eval_labels is None else (torch.from_numpy(self.eval_labels),)
+        return batches((self.eval_images, *labels), self.batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()
@@ -192,6 +218,7 @@ class FashionMNIST(ImageDataModule):
         "eval": "t10k-images-idx3-ubyte",
         "labels": "t10k-labels-idx1-ubyte",
     }
+    FIT_LABELS = "train-labels-idx1-ubyte"  # needed by classifiers only
 
     def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -211,18 +238,39 @@ class FashionMNIST(ImageDataModule):
         fit = as_image_batch(read_idx(paths["fit"]), str(paths["fit"]))
         evaluation = as_image_batch(read_idx(paths["eval"]), str(paths["eval"]))
         labels = as_labels(read_idx(paths["labels"]), len(evaluation), str(paths["labels"]))
-        return fit, evaluation, labels
+        fit_labels = None
+        if (self.root / (self.FIT_LABELS + ".gz")).is_file() or (self.root / self.FIT_LABELS).is_file():
+            path = self.find(self.FIT_LABELS)
+            fit_labels = as_labels(read_idx(path), len(fit), str(path))
+        return Images(fit, evaluation, labels, fit_labels)
 
 
 class Digits(ImageDataModule):
-    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), fit and scored on the same images."""
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes).
 
-    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    With `eval_fraction=0` (clustering) the model is fit and scored on all of them; otherwise that
+    fraction is held out for scoring, stratified by class and drawn by `seed` (classifiers need it).
+    """
+
+    def __init__(self, eval_fraction: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= eval_fraction < 1.0:
+            raise UserError(f"data.eval_fraction must be in [0, 1), got {eval_fraction}")
+        self.eval_fraction = eval_fraction
+
+    def load_arrays(self) -> Images:
         from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
 
         digits = load_digits()
         images = (digits.images / 16.0).astype(np.float32)[:, None]
-        return images, images, digits.target.astype(np.int64)
+        labels = digits.target.astype(np.int64)
+        if self.eval_fraction == 0:
+            return Images(images, images, labels, labels, same=True)
+        fit, evaluation, fit_labels, eval_labels = train_test_split(
+            images, labels, test_size=self.eval_fraction, stratify=labels, random_state=self.seed
+        )
+        return Images(fit, evaluation, eval_labels, fit_labels)
 
 
 class NpyImages(ImageDataModule):
@@ -233,14 +281,16 @@ class NpyImages(ImageDataModule):
         train_path: str | None = None,
         eval_path: str | None = None,
         eval_labels_path: str | None = None,
+        train_labels_path: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.train_path = train_path
         self.eval_path = eval_path
         self.eval_labels_path = eval_labels_path
+        self.train_labels_path = train_labels_path
 
-    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_arrays(self) -> Images:
         if not self.train_path:
             raise UserError("data.train_path: set it to a .npy file of images (data=npy data.train_path=...)")
         fit = as_image_batch(load_npy(self.train_path, "data.train_path"), f"data.train_path ({self.train_path})")
@@ -255,4 +305,13 @@ class NpyImages(ImageDataModule):
                 len(evaluation),
                 f"data.eval_labels_path ({self.eval_labels_path})",
             )
-        return fit, evaluation, labels
+        fit_labels = None
+        if self.train_labels_path:
+            fit_labels = as_labels(
+                load_npy(self.train_labels_path, "data.train_labels_path"),
+                len(fit),
+                f"data.train_labels_path ({self.train_labels_path})",
+            )
+        elif not self.eval_path:
+            fit_labels = labels  # eval images are the fit images, so are their labels
+        return Images(fit, evaluation, labels, fit_labels, same=not self.eval_path)

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from sklearn.decomposition import PCA
 
@@ -26,7 +27,7 @@ from experiments.errors import UserError
 from experiments.files import write_json
 from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
 from experiments.reduce import OpenTSNE
-from experiments.tracking import EpochHistory, Tracker, make_logger, resolved, write_csv
+from experiments.tracking import EpochHistory, Tracker, make_logger, resolved, sweep_group, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,23 @@ class StageTimer:
         log.info("stage %s done in %.1fs", stage, self.seconds[stage])
 
 
+@dataclass
+class Job:
+    """What the stages of one job share."""
+
+    cfg: DictConfig
+    dir: Path
+    choices: dict[str, str]
+    data: ImageDataModule
+    tracker: Tracker
+    timer: StageTimer
+    cache: Cache | None
+
+
 def run(cfg: DictConfig) -> float | None:
-    """Run one job and return its public score (None without labels), for sweepers that optimise it."""
+    """Run one job; return its public score (test accuracy for a classifier), for sweepers that optimise it."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    choices = hydra_cfg.runtime.choices
     check_accelerator(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     timer = StageTimer()
@@ -61,86 +74,99 @@ def run(cfg: DictConfig) -> float | None:
     with timer("load"):
         data: ImageDataModule = instantiate(cfg.data)
         data.setup()
-    n_eval = len(data.eval_images)
-    n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
+    # Checks that need only the data come before a W&B run is started.
+    classifier = is_classifier(cfg.model)
+    if classifier:
+        from experiments import classify
 
-    cache = Cache(cfg.cache_dir) if cfg.cache else None
-    model_key = model_cache_key(cfg)
+        classify.check_data(data)
+    else:
+        n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, len(data.eval_images))
+
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     logger = make_logger(
         cfg.logger,
         job_dir,
-        group=str(hydra_cfg.sweep.dir) if multirun else None,
+        # A job's folder is <sweep dir>/<job number>: its parent names the sweep, already resolved.
+        group=sweep_group(job_dir.parent) if multirun else None,
         name=(hydra_cfg.job.override_dirname or None) if multirun else None,
         config=resolved(cfg),
     )
-    tracker = Tracker(job_dir, logger)
+    cache = Cache(cfg.cache_dir) if cfg.cache else None
+    job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, Tracker(job_dir, logger), timer, cache)
     failed = True
     try:
-        with timer("fit"):
-            model, trained, cache_status = fit_or_load(cfg, data, logger, cache, model_key)
-        if cache_status == "hit":
-            replay_history(tracker, trained["history"])
-
-        with timer("encode"):
-            codes, reconstructions = encode(model, data)
-        np.save(job_dir / "codes.npy", codes)
-
-        with timer("reduce"):
-            reducer = instantiate(cfg.reducer)
-            check_n_components(reducer, codes)
-            reduced = run_library_stage("reducer", choices.get("reducer"), reducer.fit_transform, codes)
-
-        with timer("cluster"):
-            clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
-            clusters = np.asarray(run_library_stage("clusterer", choices.get("clusterer"), clusterer.fit_predict, reduced))
-        write_csv(job_dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
-
-        with timer("score"):
-            labels = data.eval_labels
-            mse = per_image_mse(data.eval_images.numpy(), reconstructions)
-            example_ids = examples_of_different_classes(labels, n_eval, 2)
-            results: dict[str, Any] = {
-                **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
-                    ["public_score", "private_score", "acc", "nmi", "ari"])),
-                "recon_mse": float(mse.mean()),
-                "recon_mse_examples": [
-                    {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
-                    for i in example_ids
-                ],
-                "latent_dim": int(codes.shape[1]),
-                "reducer": choices.get("reducer"),
-                "reduced_dim": int(reduced.shape[1]),
-                "clusterer": choices.get("clusterer"),
-                "n_clusters": n_clusters,
-                "model": choices.get("model"),
-                "data": choices.get("data"),
-                "seed": cfg.seed,
-                "cache": cache_status,
-                "checkpoint": trained.get("path"),
-                "wandb_dir": tracker.wandb_dir,
-            }
-            if hasattr(reducer, "kl_divergence_"):
-                results["tsne_kl"] = reducer.kl_divergence_
-
-        with timer("plots"):
-            log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
-            views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, cache, model_key)
-            log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
-
+        results = classify.classify_job(job) if classifier else cluster_job(job, n_clusters)
         results["seconds"] = timer.seconds
-        tracker.log_summary(results)
+        job.tracker.log_summary(results)
         write_json(job_dir / "results.json", results)
         failed = False
     finally:
-        tracker.finish(failed)
-    log.info(
-        "results: acc=%s nmi=%s public=%s private=%s recon_mse=%.5f -> %s",
-        *(fmt(results[k]) for k in ("acc", "nmi", "public_score", "private_score")),
-        results["recon_mse"],
-        job_dir / "results.json",
-    )
-    return results["public_score"]
+        job.tracker.finish(failed)
+    shown = ("test_acc", "top5_error") if classifier else ("acc", "nmi", "public_score", "private_score")
+    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in shown), job_dir / "results.json")
+    return results["test_acc"] if classifier else results["public_score"]
+
+
+def is_classifier(model_cfg: DictConfig) -> bool:
+    return getattr(get_class(model_cfg._target_), "kind", "encoder") == "classifier"
+
+
+def cluster_job(job: Job, n_clusters: int) -> dict[str, Any]:
+    """fit (or load) the autoencoder -> encode -> reduce -> cluster -> score -> plots."""
+    cfg, data, timer, tracker, choices = job.cfg, job.data, job.timer, job.tracker, job.choices
+    model_key = model_cache_key(cfg)
+    with timer("fit"):
+        model, trained, cache_status = fit_or_load(cfg, data, tracker.logger, job.cache, model_key)
+    if cache_status == "hit":
+        replay_history(tracker, trained["history"])
+
+    with timer("encode"):
+        codes, reconstructions = encode(model, data)
+    np.save(job.dir / "codes.npy", codes)
+
+    with timer("reduce"):
+        reducer = instantiate(cfg.reducer)
+        check_n_components(reducer, codes)
+        reduced = run_library_stage("reducer", choices.get("reducer"), reducer.fit_transform, codes)
+
+    with timer("cluster"):
+        clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
+        clusters = np.asarray(run_library_stage("clusterer", choices.get("clusterer"), clusterer.fit_predict, reduced))
+    write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
+
+    with timer("score"):
+        labels = data.eval_labels
+        mse = per_image_mse(data.eval_images.numpy(), reconstructions)
+        example_ids = examples_of_different_classes(labels, len(mse), 2)
+        results: dict[str, Any] = {
+            **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
+                ["public_score", "private_score", "acc", "nmi", "ari"])),
+            "recon_mse": float(mse.mean()),
+            "recon_mse_examples": [
+                {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
+                for i in example_ids
+            ],
+            "latent_dim": int(codes.shape[1]),
+            "reducer": choices.get("reducer"),
+            "reduced_dim": int(reduced.shape[1]),
+            "clusterer": choices.get("clusterer"),
+            "n_clusters": n_clusters,
+            "model": choices.get("model"),
+            "data": choices.get("data"),
+            "seed": cfg.seed,
+            "cache": cache_status,
+            "checkpoint": trained.get("path"),
+            "wandb_dir": tracker.wandb_dir,
+        }
+        if hasattr(reducer, "kl_divergence_"):
+            results["tsne_kl"] = reducer.kl_divergence_
+
+    with timer("plots"):
+        log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
+        views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
+        log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
+    return results
 
 
 def fmt(value: float | None) -> str:
@@ -184,10 +210,25 @@ def run_library_stage(setting: str, name: str | None, function: Any, inputs: np.
         raise UserError(f"{setting} ({name}): {e}") from None
 
 
-def model_cache_key(cfg: DictConfig) -> str:
+def model_cache_key(cfg: DictConfig, model: DictConfig | None = None, max_epochs: int | None = None) -> str:
+    """The cache key of the model that `cfg` trains (or of `model` trained for `max_epochs` on its data)."""
     trainer = {k: v for k, v in resolved(cfg.trainer).items() if k not in NOT_IN_CACHE_KEY}
+    if max_epochs is not None:
+        trainer["max_epochs"] = max_epochs
     data = {k: v for k, v in resolved(cfg.data).items() if k != "num_workers"}
-    return cache_key({"data": data, "model": resolved(cfg.model), "trainer": trainer, "seed": cfg.seed})
+    model_settings = resolved(cfg.model if model is None else model)
+    return cache_key({"data": data, "model": model_settings, "trainer": trainer, "seed": cfg.seed})
+
+
+def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, **fit_args: Any) -> list[dict]:
+    """Fit `model` with the configured Lightning Trainer; return its per-epoch metrics."""
+    history = EpochHistory()
+    trainer: pl.Trainer = instantiate(trainer_cfg, logger=logger or False, callbacks=[history])
+    with warnings.catch_warnings():
+        # In-memory tensors need no loader workers; Lightning suggests them regardless.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(model, **fit_args)
+    return history.epochs
 
 
 def fit_or_load(
@@ -197,13 +238,8 @@ def fit_or_load(
     model = instantiate(cfg.model, image_shape=data.image_shape)
 
     def train() -> Entry:
-        history = EpochHistory()
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=[history])
-        with warnings.catch_warnings():
-            # In-memory tensors need no loader workers; Lightning suggests them regardless.
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer.fit(model, datamodule=data)
-        return {"state_dict": model.state_dict(), "history": history.epochs}
+        history = train_model(cfg.trainer, model, logger, datamodule=data)
+        return {"state_dict": model.state_dict(), "history": history}
 
     if cache is not None:
         trained, hit = cache.get_or_compute(key, train)
@@ -230,7 +266,7 @@ def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray
     """Codes and reconstructions of the eval images."""
     model.eval()
     codes, reconstructions = [], []
-    for (images,) in data.eval_dataloader():
+    for images, *_ in data.eval_dataloader():
         code = model.encode(images.to(model.device))
         codes.append(code.cpu())
         reconstructions.append(model.decoder(code).cpu())

@@ -46,3 +46,49 @@ def reconstruction_figure(originals: np.ndarray, reconstructions: np.ndarray, ca
 def to_displayable(image: np.ndarray) -> np.ndarray:
     """(C, H, W) -> (H, W) for one channel, (H, W, C) for three."""
     return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+
+
+def confusion_figure(confusion: np.ndarray, classes: list) -> Figure:
+    """Counts of (true class, predicted class), rows normalised for the colours."""
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(classes), 0.8 + 0.5 * len(classes)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(confusion):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (eval images)")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(history: list[dict[str, float]]) -> Figure:
+    """Loss and accuracy per epoch, train beside eval."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [row["epoch"] for row in history]
+    for ax, metric in zip(axes, ("loss", "acc")):
+        for split, key in (("train", f"train/{metric}_epoch" if metric == "loss" else "train/acc"), ("eval", f"val/{metric}")):
+            values = [row.get(key) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves_figure(curves: dict[str, list[dict[str, float]]]) -> Figure:
+    """Train and eval loss per epoch of every job of a sweep."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in zip(axes, ("train/loss_epoch", "val/loss"), ("train loss", "eval loss")):
+        for job, history in sorted(curves.items()):
+            ax.plot([row["epoch"] for row in history], [row.get(key) for row in history], marker=".", label=f"job {job}")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.set_yscale("log")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -10,12 +10,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.files import write_text
-from experiments.tracking import make_logger, write_csv
+from experiments import plots
+from experiments.files import atomic_path, write_text
+from experiments.tracking import make_logger, sweep_group, write_csv
 
 log = logging.getLogger(__name__)
 
-REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "none": "none"}
+REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "none": "none"}
 
 # The seed report's columns first, in its order, then the rest of what a job reports.
 COLUMNS: list[tuple[str, str]] = [
@@ -37,6 +38,25 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+# A classifier sweep (model=mlp) reports test accuracy instead of clustering scores.
+CLASSIFIER_COLUMNS: list[tuple[str, str]] = [
+    ("Test Accuracy", "test_acc"),
+    ("Loss", "loss"),
+    ("Learning Rate", "lr"),
+    ("Top-5 Error", "top5_error"),
+    ("final_train_loss", "final_train_loss"),
+    ("final_val_loss", "final_val_loss"),
+    ("hidden_dims", "hidden_dims"),
+    ("activation", "activation"),
+    ("l2", "l2"),
+    ("optimizer", "optimizer"),
+    ("gradients", "gradients"),
+    ("features", "features"),
+    ("seconds", "seconds"),
+    ("job", "job"),
+]
+
+
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's results.json below the sweep folder, with its folder as `job`."""
     rows = []
@@ -48,14 +68,19 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
-    """One row per job in COLUMNS order, best public score first (jobs without a score last)."""
-    ordered = sorted(results, key=lambda r: (r.get("public_score") is None, -(r.get("public_score") or 0.0)))
+def columns_for(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return CLASSIFIER_COLUMNS if results and all("test_acc" in r for r in results) else COLUMNS
+
+
+def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[list[Any]]:
+    """One row per job in `columns` order, best score (the first column) first, jobs without one last."""
+    score = columns[0][1]
+    ordered = sorted(results, key=lambda r: (r.get(score) is None, -(r.get(score) or 0.0)))
     rows = []
     for r in ordered:
         row = {**r, "reducer": REDUCED_METHOD.get(r.get("reducer"), r.get("reducer"))}
         row["seconds"] = round(sum(r.get("seconds", {}).values()), 1)
-        rows.append([round(v, 5) if isinstance(v, float) else v for v in (row.get(key) for _, key in COLUMNS)])
+        rows.append([round(v, 5) if isinstance(v, float) else v for v in (row.get(key) for _, key in columns)])
     return rows
 
 
@@ -65,13 +90,21 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(sweep_dir: Path) -> tuple[list[str], list[list[Any]]]:
-    """Write summary.csv and summary.md in the sweep folder; return the table."""
-    columns = [name for name, _ in COLUMNS]
-    rows = summary_rows(collect_results(sweep_dir))
-    write_csv(sweep_dir / "summary.csv", columns, rows)
-    write_text(sweep_dir / "summary.md", markdown_table(columns, rows))
-    return columns, rows
+def write_summary(sweep_dir: Path) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
+    """Write summary.csv and summary.md (and, for classifiers, plots/loss_curves.png) in the sweep folder."""
+    results = collect_results(sweep_dir)
+    columns = columns_for(results)
+    names = [name for name, _ in columns]
+    rows = summary_rows(results, columns)
+    write_csv(sweep_dir / "summary.csv", names, rows)
+    write_text(sweep_dir / "summary.md", markdown_table(names, rows))
+    curves = {r["job"]: r["curves"] for r in results if r.get("curves")}
+    if curves:
+        figure = plots.loss_curves_figure(curves)
+        with atomic_path(sweep_dir / "plots" / "loss_curves.png") as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
+        plots.plt.close(figure)
+    return names, rows, results
 
 
 class SweepSummary(Callback):
@@ -79,15 +112,23 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        columns, rows = write_summary(sweep_dir)
+        columns, rows, results = write_summary(sweep_dir)
         log.info("sweep summary of %d jobs: %s", len(rows), sweep_dir / "summary.md")
         if not rows or not str(config.logger.get("_target_", "")).endswith("WandbLogger"):
             return
         logger = make_logger(
-            config.logger, sweep_dir, group=str(sweep_dir), name="summary", config={"sweep_dir": str(sweep_dir)}
+            config.logger, sweep_dir, group=sweep_group(sweep_dir), name="summary", config={"sweep_dir": str(sweep_dir)}
         )
         import wandb
 
         run = logger.experiment
-        run.log({"summary": wandb.Table(columns=columns, data=rows)})
+        run.log({"summary": wandb.Table(columns=columns, data=[[str(v) if isinstance(v, list) else v for v in row] for row in rows])})
+        with_curves = [r for r in results if r.get("curves")]
+        if with_curves:  # every job's eval loss per epoch in one W&B chart
+            run.log({"loss_curves": wandb.plot.line_series(
+                xs=[[row["epoch"] for row in r["curves"]] for r in with_curves],
+                ys=[[row.get("val/loss") for row in r["curves"]] for r in with_curves],
+                keys=[f"job {r['job']}: loss={r.get('loss')} lr={r.get('lr')}" for r in with_curves],
+                title="eval loss per epoch", xname="epoch",
+            )})
         run.finish()

@@ -34,6 +34,15 @@ def close_leftover_wandb_run() -> None:
         wandb.run.finish(exit_code=1)
 
 
+def sweep_group(sweep_dir: str | Path) -> str:
+    """The W&B group of a sweep's runs: its folder, relative to the working directory when inside it."""
+    path = Path(sweep_dir).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def make_logger(logger_cfg: DictConfig, job_dir: Path, group: str | None, name: str | None, config: dict) -> Logger | None:
     """Instantiate the configured Lightning logger (None for logger=none), with its run started."""
     if not logger_cfg or logger_cfg.get("_target_") is None:
@@ -149,7 +158,7 @@ class EpochHistory(pl.Callback):
         self.epochs: list[dict[str, float]] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("epoch") or k.startswith("val/")}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
         self.epochs.append({"epoch": trainer.current_epoch, **metrics})
 
 

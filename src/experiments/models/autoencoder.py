@@ -87,14 +87,14 @@ class ConvAutoencoder(pl.LightningModule):
         """Reconstruct the images."""
         return self.decoder(self.encoder(images))
 
-    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        (images,) = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images = batch[0]  # labels, where the data has them, are not used
         loss = nn.functional.mse_loss(self(images), images)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
-        (images,) = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        images = batch[0]
         self.log("val/recon_mse", nn.functional.mse_loss(self(images), images), prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
