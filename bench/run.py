@@ -1,10 +1,14 @@
 """`make bench`: each figure as a ratio against a baseline measured in the same run, on this machine.
 
-1. The nine-job latent_dims sweep on Fashion-MNIST: wall time with the model cache against cache=false.
-2. Autoencoder training throughput: the Lightning module against a plain PyTorch loop of the same model.
-3. The t-SNE stage: openTSNE against scikit-learn's TSNE on the same autoencoder codes (time and KL).
+1. sweep: the nine-job latent_dims sweep on Fashion-MNIST, wall time with the model cache vs cache=false.
+2. throughput: autoencoder training, the Lightning module vs a plain PyTorch loop of the same model.
+3. tsne: the t-SNE stage, openTSNE vs scikit-learn's TSNE on the same autoencoder codes (time and KL).
+4. mlp: the default model=mlp on raw pixels (test accuracy), and manual vs autograd gradients (s/epoch).
+5. tsne_exact: reducer=tsne_exact vs openTSNE on 5,000 and 10,000 codes (time, and KL under the exact P).
+6. joblib: the latent_dims sweep on hydra/launcher=joblib (n_jobs=2) vs the basic launcher.
 
-Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits.
+Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits;
+`--only mlp,tsne_exact` re-measures some sections and keeps the others from the last bench.json.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from experiments.data import Digits, FashionMNIST, ImageDataModule  # noqa: E402
+from experiments.data import Digits, FashionMNIST, ImageDataModule, batches  # noqa: E402
 from experiments.models.autoencoder import ConvAutoencoder  # noqa: E402
 from experiments.reduce import OpenTSNE  # noqa: E402
 
@@ -53,6 +57,13 @@ def timed_sweep(out: Path, overrides: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(args, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def bench_joblib(out: Path, data: list[str]) -> dict:
+    """The same sweep (fresh cache each) on the basic launcher and on joblib with two workers."""
+    basic = timed_sweep(out / "basic", data)
+    parallel = timed_sweep(out / "joblib", [*data, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    return {"basic_s": basic, "joblib_s": parallel, "speedup": basic / parallel}
 
 
 def bench_sweep(out: Path, data: list[str]) -> dict:
@@ -117,13 +128,7 @@ def bench_throughput(data: ImageDataModule, repeats: int = 2) -> dict:
 def bench_tsne(data: ImageDataModule, n_points: int) -> dict:
     from sklearn.manifold import TSNE
 
-    torch.manual_seed(0)
-    model = ConvAutoencoder(data.image_shape)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, limit_val_batches=0, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train_dataloaders=data.train_dataloader())
-    with torch.no_grad():
-        codes = model.eval().encode(data.eval_images[:n_points]).numpy().astype(np.float64)
+    codes = trained_codes(data, n_points)
     start = time.perf_counter()
     ours = OpenTSNE(2, n_iter=750, random_state=0)
     ours.fit_transform(codes)
@@ -142,42 +147,162 @@ def bench_tsne(data: ImageDataModule, n_points: int) -> dict:
     }
 
 
+def cli_results(out: Path, overrides: list[str]) -> dict:
+    """results.json of one `python -m experiments` job."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    args = [sys.executable, "-m", "experiments", f"hydra.run.dir={out}", "logger=none", *overrides]
+    subprocess.run(args, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((out / "results.json").read_text())
+
+
+def bench_mlp(out: Path, data_overrides: list[str], data: ImageDataModule) -> dict:
+    from experiments.models.mlp import MLPClassifier
+
+    results = cli_results(out / "mlp", ["model=mlp", *data_overrides])
+    x = data.fit_images.flatten(1)
+    y = torch.from_numpy(data.fit_labels)
+    epoch_s = {}
+    for gradients in ("autograd", "manual", "autograd", "manual"):  # alternated, best of two each
+        torch.manual_seed(0)
+        model = MLPClassifier(x.shape[1], 10, hidden_dims=(512,), optimizer="adam", lr=1e-3, gradients=gradients)
+        optimizer = model.configure_optimizers()
+        start = time.perf_counter()
+        for xb, yb in batches((x, y), 256, shuffle=True, seed=0):
+            total, _ = model.objective(model(xb), yb)
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+        epoch_s[gradients] = min(epoch_s.get(gradients, float("inf")), time.perf_counter() - start)
+    return {
+        "test_acc": results["test_acc"],
+        "epochs": len(results["curves"]),
+        "fit_s": results["seconds"]["fit"],
+        "autograd_epoch_s": epoch_s["autograd"],
+        "manual_epoch_s": epoch_s["manual"],
+        "manual_over_autograd": epoch_s["manual"] / epoch_s["autograd"],
+    }
+
+
+def trained_codes(data: ImageDataModule, n_points: int) -> np.ndarray:
+    """Codes of the first eval images under an autoencoder trained for two epochs."""
+    torch.manual_seed(0)
+    model = ConvAutoencoder(data.image_shape)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, limit_val_batches=0, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=data.train_dataloader())
+    with torch.no_grad():
+        return model.eval().encode(data.eval_images[:n_points]).numpy().astype(np.float64)
+
+
+def bench_tsne_exact(codes: np.ndarray, labels: np.ndarray, sizes: list[int]) -> list[dict]:
+    from sklearn.cluster import KMeans
+
+    from experiments.metrics import cluster_accuracy
+    from experiments.tsne import ExactTSNE, kl_divergence
+
+    def accuracy(embedding: np.ndarray, n: int) -> float:
+        return cluster_accuracy(labels[:n], KMeans(10, n_init=10, random_state=0).fit_predict(embedding))
+
+    rows = []
+    for n in sizes:
+        start = time.perf_counter()
+        exact = ExactTSNE(2, n_iter=750, random_state=0)
+        exact_embedding = exact.fit_transform(codes[:n])
+        exact_s = time.perf_counter() - start
+        start = time.perf_counter()
+        fast = OpenTSNE(2, n_iter=750, random_state=0)
+        embedding = fast.fit_transform(codes[:n])
+        fast_s = time.perf_counter() - start
+        fast_kl_exact_p = kl_divergence(exact.affinities_, torch.as_tensor(embedding, dtype=exact.affinities_.dtype), 2048)
+        rows.append({
+            "points": n, "exact_s": exact_s, "opentsne_s": fast_s, "exact_kl": exact.kl_divergence_,
+            "opentsne_kl_exact_p": fast_kl_exact_p, "opentsne_kl_own": fast.kl_divergence_,
+            "kl_ratio": exact.kl_divergence_ / fast_kl_exact_p,
+            "exact_kmeans_acc": accuracy(exact_embedding, n), "opentsne_kmeans_acc": accuracy(embedding, n),
+            "device": "cuda" if torch.cuda.is_available() and exact.accelerator != "cpu" else "cpu",
+        })
+        print("tsne_exact:", rows[-1], flush=True)
+    return rows
+
+
 def table(results: dict, where: str) -> str:
-    s, t, k = results["sweep"], results["throughput"], results["tsne"]
-    rows = [
-        ("latent_dims sweep, 9 jobs: model cache vs cache=false (wall time)",
-         f"{s['speedup']:.2f}x faster", f"{s['cached_s']:.0f} s vs {s['uncached_s']:.0f} s"),
-        ("autoencoder training: Lightning module vs plain PyTorch loop (images/s)",
-         f"{t['ratio']:.2f} of plain", f"{t['lightning_img_s']:.0f} vs {t['plain_img_s']:.0f} img/s"),
-        (f"t-SNE of {k['points']} codes: openTSNE vs scikit-learn TSNE (time; KL)",
-         f"{k['speedup']:.2f}x faster", f"{k['opentsne_s']:.1f} s vs {k['sklearn_s']:.1f} s; KL {k['opentsne_kl']:.3f} vs {k['sklearn_kl']:.3f}"),
-    ]
+    rows = []
+    if "sweep" in results:
+        s = results["sweep"]
+        rows.append(("latent_dims sweep, 9 jobs: model cache vs cache=false (wall time)",
+                     f"{s['speedup']:.2f}x faster", f"{s['cached_s']:.0f} s vs {s['uncached_s']:.0f} s"))
+    if "throughput" in results:
+        t = results["throughput"]
+        rows.append(("autoencoder training: Lightning module vs plain PyTorch loop (images/s)",
+                     f"{t['ratio']:.2f} of plain", f"{t['lightning_img_s']:.0f} vs {t['plain_img_s']:.0f} img/s"))
+    if "tsne" in results:
+        k = results["tsne"]
+        rows.append((f"t-SNE of {k['points']} codes: openTSNE vs scikit-learn TSNE (time; KL)",
+                     f"{k['speedup']:.2f}x faster",
+                     f"{k['opentsne_s']:.1f} s vs {k['sklearn_s']:.1f} s; KL {k['opentsne_kl']:.3f} vs {k['sklearn_kl']:.3f}"))
+    if "mlp" in results:
+        m = results["mlp"]
+        rows.append((f"model=mlp on raw pixels, default config ({m['epochs']} epochs): test accuracy vs scikit-learn "
+                     "MLPClassifier's 0.877 (the dataset's benchmark)", f"{m['test_acc'] / 0.877:.3f} of it",
+                     f"{m['test_acc']:.4f} in {m['fit_s']:.0f} s"))
+        rows.append(("MLP epoch, gradients=manual vs autograd (s/epoch)", f"{m['manual_over_autograd']:.2f}x the time",
+                     f"{m['manual_epoch_s']:.2f} s vs {m['autograd_epoch_s']:.2f} s"))
+    if "joblib" in results:
+        j = results["joblib"]
+        rows.append(("latent_dims sweep, 9 jobs: joblib launcher (n_jobs=2, 1 thread each) vs basic launcher (wall time)",
+                     f"{j['speedup']:.2f}x faster", f"{j['joblib_s']:.0f} s vs {j['basic_s']:.0f} s"))
+    for e in results.get("tsne_exact", []):
+        rows.append((f"t-SNE of {e['points']} codes, 750 iterations: tsne_exact ({e['device']}) vs openTSNE (time; KL "
+                     "under the exact P)", f"{e['exact_s'] / e['opentsne_s']:.1f}x the time; KL {e['kl_ratio']:.3f} of it",
+                     f"{e['exact_s']:.0f} s vs {e['opentsne_s']:.0f} s; KL {e['exact_kl']:.3f} vs {e['opentsne_kl_exact_p']:.3f}"
+                     + (f"; k-means acc {e['exact_kmeans_acc']:.3f} vs {e['opentsne_kmeans_acc']:.3f}" if "exact_kmeans_acc" in e else "")))
     lines = [f"Machine: {results['machine']}. Data: {where}. {results['date']}.", "",
              "| figure | ratio | absolute |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
 
 
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "joblib")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the digits instead of Fashion-MNIST, to check the script")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
     args = parser.parse_args()
+    only = set(args.only.split(","))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data_overrides = ["data=digits", "trainer.max_epochs=2", "plots.max_points=500"] if args.quick else []
-    data = Digits() if args.quick else FashionMNIST()
+    data = Digits(eval_fraction=0.3) if args.quick else FashionMNIST()
     data.setup()
     where = "scikit-learn digits (--quick)" if args.quick else "Fashion-MNIST (60k fit, 10k eval), default config"
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    previous = out / "bench.json"
+    results = json.loads(previous.read_text()) if previous.exists() and only != set(SECTIONS) else {}
+    results |= {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(f"machine: {results['machine']}", flush=True)
-    results["throughput"] = bench_throughput(data)
-    print("throughput:", results["throughput"], flush=True)
-    results["tsne"] = bench_tsne(data, n_points=min(5000, len(data.eval_images)))
-    print("tsne:", results["tsne"], flush=True)
-    results["sweep"] = bench_sweep(out, data_overrides)
-    print("sweep:", results["sweep"], flush=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    if "throughput" in only:
+        results["throughput"] = bench_throughput(data)
+        print("throughput:", results["throughput"], flush=True)
+    if "tsne" in only:
+        results["tsne"] = bench_tsne(data, n_points=min(5000, len(data.eval_images)))
+        print("tsne:", results["tsne"], flush=True)
+    if "mlp" in only:
+        mlp_overrides = ["data=digits", "data.eval_fraction=0.3"] if args.quick else []
+        results["mlp"] = bench_mlp(out, mlp_overrides, data)
+        print("mlp:", results["mlp"], flush=True)
+    if "tsne_exact" in only:
+        sizes = [500, 1000] if args.quick else [5000, 10000]
+        results["tsne_exact"] = bench_tsne_exact(trained_codes(data, max(sizes)), data.eval_labels, sizes)
+    if "sweep" in only:
+        results["sweep"] = bench_sweep(out, data_overrides)
+        print("sweep:", results["sweep"], flush=True)
+    if "joblib" in only:
+        results["joblib"] = bench_joblib(out, data_overrides)
+        print("joblib:", results["joblib"], flush=True)
+    previous.write_text(json.dumps(results, indent=2) + "\n")
     text = table(results, where)
     (out / "bench.md").write_text(text)
     print(text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,14 @@ def test_a_small_multirun_writes_a_sorted_summary_one_wandb_run_per_job_and_trai
     assert {r["Reduced Method"] for r in rows} == {"PCA"}
     assert sorted(r["cache"] for r in rows) == ["hit", "hit", "miss", "miss"], "two models for four jobs"
     assert (sweep / "summary.md").read_text().startswith("| Public Score | Private Score |")
+    assert (sweep / "plots" / "scores.png").stat().st_size > 1000
+
+    # the report command rebuilds the same table from the job folders alone
+    table = (sweep / "summary.csv").read_text()
+    (sweep / "summary.csv").unlink()
+    report = subprocess.run([sys.executable, "-m", "experiments.report", str(sweep)], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert (sweep / "summary.csv").read_text() == table
 
     job_runs = sorted(sweep.glob("[0-9]*/wandb/offline-run-*"))
     assert len(job_runs) == 4

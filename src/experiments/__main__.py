@@ -7,9 +7,13 @@ import sys
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import UserError
+from experiments.resume import sweep_name
+
+# conf/hydra/default.yaml names a multirun's folder by its command line, so the same command resumes it.
+OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")

@@ -71,6 +71,8 @@ def classify_job(job: Job) -> dict[str, Any]:
             cfg.trainer,
             model,
             tracker.logger,
+            job.dir / "checkpoints" / "last.ckpt",
+            cfg.resume,
             train_dataloaders=batches((fit_x, fit_y), data.batch_size, shuffle=True, seed=cfg.seed),
             val_dataloaders=batches((eval_x, eval_y), data.batch_size, shuffle=False),
         )

@@ -293,25 +293,18 @@ class NpyImages(ImageDataModule):
     def load_arrays(self) -> Images:
         if not self.train_path:
             raise UserError("data.train_path: set it to a .npy file of images (data=npy data.train_path=...)")
-        fit = as_image_batch(load_npy(self.train_path, "data.train_path"), f"data.train_path ({self.train_path})")
-        if self.eval_path:
-            evaluation = as_image_batch(load_npy(self.eval_path, "data.eval_path"), f"data.eval_path ({self.eval_path})")
-        else:
-            evaluation = fit
-        labels = None
-        if self.eval_labels_path:
-            labels = as_labels(
-                load_npy(self.eval_labels_path, "data.eval_labels_path"),
-                len(evaluation),
-                f"data.eval_labels_path ({self.eval_labels_path})",
-            )
-        fit_labels = None
-        if self.train_labels_path:
-            fit_labels = as_labels(
-                load_npy(self.train_labels_path, "data.train_labels_path"),
-                len(fit),
-                f"data.train_labels_path ({self.train_labels_path})",
-            )
-        elif not self.eval_path:
+        fit = load_images(self.train_path, "data.train_path")
+        evaluation = load_images(self.eval_path, "data.eval_path") if self.eval_path else fit
+        labels = load_labels(self.eval_labels_path, "data.eval_labels_path", len(evaluation))
+        fit_labels = load_labels(self.train_labels_path, "data.train_labels_path", len(fit))
+        if fit_labels is None and not self.eval_path:
             fit_labels = labels  # eval images are the fit images, so are their labels
         return Images(fit, evaluation, labels, fit_labels, same=not self.eval_path)
+
+
+def load_images(path: str, setting: str) -> np.ndarray:
+    return as_image_batch(load_npy(path, setting), f"{setting} ({path})")
+
+
+def load_labels(path: str | None, setting: str, n_images: int) -> np.ndarray | None:
+    return None if not path else as_labels(load_npy(path, setting), n_images, f"{setting} ({path})")

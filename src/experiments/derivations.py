@@ -154,11 +154,19 @@ def tsne_gradient_parts(
     share of Z, so that chunks can be summed before dividing. A point's own term vanishes in the sums
     (y_i - y_i = 0); in Z it is removed (w_ii = 1).
     """
-    W = 1.0 / (1.0 + torch.cdist(Y_rows, Y) ** 2)
-    PW, WW = P_rows * W, W * W
+    W = squared_distances(Y_rows, Y).add_(1.0).reciprocal_()  # in place: this block is the memory bill
+    z = W.sum() - Y_rows.shape[0]
+    PW = P_rows * W
     attraction = PW.sum(1, keepdim=True) * Y_rows - PW @ Y
+    WW = W.square_()
     repulsion = WW.sum(1, keepdim=True) * Y_rows - WW @ Y
-    return attraction, repulsion, W.sum() - Y_rows.shape[0]
+    return attraction, repulsion, z
+
+
+def squared_distances(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """||a_i - b_j||^2 for all pairs, as |a|^2 + |b|^2 - 2 a.b (one matrix product, no square root)."""
+    sq = torch.addmm((B * B).sum(1).unsqueeze(0), A, B.T, alpha=-2.0)
+    return sq.add_((A * A).sum(1, keepdim=True)).clamp_(min=0.0)
 
 
 def soft_threshold(x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:

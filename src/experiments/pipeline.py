@@ -1,4 +1,6 @@
-"""One job, top to bottom: load -> fit (or load from cache) -> encode -> reduce -> cluster -> score -> log."""
+"""One job, top to bottom: load the data, then either the representation stages
+(fit or load the autoencoder -> encode -> reduce -> cluster -> score -> plots) or, for model=mlp, the
+classifier's (classify.py); results.json and the W&B run at the end."""
 
 from __future__ import annotations
 
@@ -20,13 +22,15 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from sklearn.decomposition import PCA
 
-from experiments import plots
+from experiments import classify, plots
 from experiments.cache import Cache, Entry, cache_key, save_entry
 from experiments.data import ImageDataModule
 from experiments.errors import UserError
 from experiments.files import write_json
+from experiments.launch import limit_threads
 from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
 from experiments.reduce import OpenTSNE
+from experiments.resume import EpochCheckpoint, config_hash, finished_results, resumable_checkpoint, stable_run_id
 from experiments.tracking import EpochHistory, Tracker, make_logger, resolved, sweep_group, write_csv
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,11 @@ def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     check_accelerator(cfg.trainer)
+    log.info("threads per job: %d", limit_threads(hydra_cfg))
+    cfg_hash = config_hash(resolved(cfg))
+    if cfg.resume and (done := finished_results(job_dir, cfg_hash)) is not None:
+        log.info("already finished, skipped (resume=true): %s", job_dir / "results.json")
+        return done["test_acc"] if "test_acc" in done else done["public_score"]
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     timer = StageTimer()
 
@@ -77,8 +86,6 @@ def run(cfg: DictConfig) -> float | None:
     # Checks that need only the data come before a W&B run is started.
     classifier = is_classifier(cfg.model)
     if classifier:
-        from experiments import classify
-
         classify.check_data(data)
     else:
         n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, len(data.eval_images))
@@ -91,6 +98,7 @@ def run(cfg: DictConfig) -> float | None:
         group=sweep_group(job_dir.parent) if multirun else None,
         name=(hydra_cfg.job.override_dirname or None) if multirun else None,
         config=resolved(cfg),
+        run_id=stable_run_id(job_dir),
     )
     cache = Cache(cfg.cache_dir) if cfg.cache else None
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, Tracker(job_dir, logger), timer, cache)
@@ -98,11 +106,14 @@ def run(cfg: DictConfig) -> float | None:
     try:
         results = classify.classify_job(job) if classifier else cluster_job(job, n_clusters)
         results["seconds"] = timer.seconds
+        results["config_hash"] = cfg_hash
         job.tracker.log_summary(results)
         write_json(job_dir / "results.json", results)
         failed = False
     finally:
         job.tracker.finish(failed)
+    if results["wandb_dir"] and cfg.logger.get("mode") == "offline":
+        log.info("W&B run saved offline; upload it with: wandb sync %s", results["wandb_dir"])
     shown = ("test_acc", "top5_error") if classifier else ("acc", "nmi", "public_score", "private_score")
     log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in shown), job_dir / "results.json")
     return results["test_acc"] if classifier else results["public_score"]
@@ -175,7 +186,8 @@ def fmt(value: float | None) -> str:
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:
     if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UserError("accelerator=gpu but no CUDA GPU is visible here; use accelerator=cpu or accelerator=auto")
+        name = "ddp" if trainer_cfg.get("strategy") == "ddp" else "gpu"
+        raise UserError(f"accelerator={name} but no CUDA GPU is visible here; use accelerator=cpu or accelerator=auto")
 
 
 def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: int) -> int:
@@ -220,14 +232,20 @@ def model_cache_key(cfg: DictConfig, model: DictConfig | None = None, max_epochs
     return cache_key({"data": data, "model": model_settings, "trainer": trainer, "seed": cfg.seed})
 
 
-def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, **fit_args: Any) -> list[dict]:
-    """Fit `model` with the configured Lightning Trainer; return its per-epoch metrics."""
+def train_model(
+    trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, checkpoint: Path, resume: bool, **fit_args: Any
+) -> list[dict]:
+    """Fit `model` with the configured Lightning Trainer, saving its state to `checkpoint` after every
+    epoch and, with `resume`, continuing from there; return the per-epoch metrics."""
     history = EpochHistory()
-    trainer: pl.Trainer = instantiate(trainer_cfg, logger=logger or False, callbacks=[history])
+    callbacks = [history, EpochCheckpoint(checkpoint)]
+    trainer: pl.Trainer = instantiate(trainer_cfg, logger=logger or False, callbacks=callbacks)
+    start_from = resumable_checkpoint(checkpoint, resume)
     with warnings.catch_warnings():
         # In-memory tensors need no loader workers; Lightning suggests them regardless.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, **fit_args)
+        trainer.fit(model, ckpt_path=start_from, weights_only=False, **fit_args)
+    checkpoint.unlink(missing_ok=True)
     return history.epochs
 
 
@@ -236,9 +254,13 @@ def fit_or_load(
 ) -> tuple[pl.LightningModule, Entry, str]:
     """The trained model, from the cache when one with the same settings exists; and "hit"/"miss"/"off"."""
     model = instantiate(cfg.model, image_shape=data.image_shape)
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def train() -> Entry:
-        history = train_model(cfg.trainer, model, logger, datamodule=data)
+        # The partial checkpoint sits beside the cache entry (or in the job folder), so a killed job run
+        # again, in this sweep or another one that needs the same model, goes on from its last epoch.
+        partial = cache.root / f"{key}.partial.ckpt" if cache is not None else job_dir / "checkpoints" / "last.ckpt"
+        history = train_model(cfg.trainer, model, logger, partial, cfg.resume, datamodule=data)
         return {"state_dict": model.state_dict(), "history": history}
 
     if cache is not None:
@@ -250,7 +272,7 @@ def fit_or_load(
         return model, trained, "hit" if hit else "miss"
     # Without the cache the job keeps its own checkpoint, so a failure after training loses nothing.
     trained = train()
-    path = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
+    path = job_dir / "model.pt"
     save_entry(trained, path)
     return model, {**trained, "path": str(path)}, "off"
 

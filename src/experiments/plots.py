@@ -92,3 +92,18 @@ def loss_curves_figure(curves: dict[str, list[dict[str, float]]]) -> Figure:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def scores_figure(labels: list[str], scores: list[float | None], score_name: str) -> Figure:
+    """One bar per job, best first, as in the summary table."""
+    values = [float("nan") if s is None else s for s in scores]
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.32 * len(labels)))
+    ax.barh(range(len(labels)), values, color="tab:blue")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.4f}", va="center", fontsize=7)
+    ax.set_xlabel(score_name)
+    ax.set_xlim(0, max([v for v in values if v == v] + [1.0]) * 1.12)
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import plots
+from experiments.errors import UserError
+from experiments.launch import check_launcher
 from experiments.files import atomic_path, write_text
 from experiments.tracking import make_logger, sweep_group, write_csv
 
@@ -91,24 +94,39 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_summary(sweep_dir: Path) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
-    """Write summary.csv and summary.md (and, for classifiers, plots/loss_curves.png) in the sweep folder."""
+    """Write summary.csv, summary.md and plots/scores.png (and, for classifiers, plots/loss_curves.png)."""
     results = collect_results(sweep_dir)
     columns = columns_for(results)
     names = [name for name, _ in columns]
     rows = summary_rows(results, columns)
     write_csv(sweep_dir / "summary.csv", names, rows)
     write_text(sweep_dir / "summary.md", markdown_table(names, rows))
+    if rows:
+        labelled_by = ("Loss", "Learning Rate") if columns is CLASSIFIER_COLUMNS else (
+            "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
+        labels = [" ".join(f"{row[names.index(n)]}" for n in labelled_by) + f" (job {row[-1]})" for row in rows]
+        save_figure(sweep_dir / "plots" / "scores.png", plots.scores_figure(labels, [row[0] for row in rows], names[0]))
     curves = {r["job"]: r["curves"] for r in results if r.get("curves")}
     if curves:
-        figure = plots.loss_curves_figure(curves)
-        with atomic_path(sweep_dir / "plots" / "loss_curves.png") as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
-        plots.plt.close(figure)
+        save_figure(sweep_dir / "plots" / "loss_curves.png", plots.loss_curves_figure(curves))
     return names, rows, results
 
 
+def save_figure(path: Path, figure: Any) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plots.plt.close(figure)
+
+
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, the sweep's table on disk and in W&B."""
+    """Hydra callback: launcher settings checked before a multirun; its table on disk and in W&B after."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_launcher(config.hydra)
+        except UserError as e:  # outside the task function: say it in one line here
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -43,15 +43,21 @@ def sweep_group(sweep_dir: str | Path) -> str:
         return str(path)
 
 
-def make_logger(logger_cfg: DictConfig, job_dir: Path, group: str | None, name: str | None, config: dict) -> Logger | None:
-    """Instantiate the configured Lightning logger (None for logger=none), with its run started."""
+def make_logger(
+    logger_cfg: DictConfig, job_dir: Path, group: str | None, name: str | None, config: dict, run_id: str | None = None
+) -> Logger | None:
+    """Instantiate the configured Lightning logger (None for logger=none), with its run started.
+
+    A W&B run with `run_id` is resumed if it exists ("allow"), so a job run again continues its run.
+    """
     if not logger_cfg or logger_cfg.get("_target_") is None:
         return None
     target = logger_cfg._target_
     if target.endswith("WandbLogger"):
         close_leftover_wandb_run()
         # `config` is also instantiate's own first argument, so it is passed to the partial instead.
-        logger = instantiate(logger_cfg, _partial_=True)(save_dir=str(job_dir), group=group, name=name, config=config)
+        ids = {"id": run_id, "resume": "allow"} if run_id else {}
+        logger = instantiate(logger_cfg, _partial_=True)(save_dir=str(job_dir), group=group, name=name, config=config, **ids)
         try:
             logger.experiment  # start the run now, so a W&B problem shows before training
         except Exception as e:  # wandb raises several types for a failed start (network, auth, settings)
@@ -160,6 +166,13 @@ class EpochHistory(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
         self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+
+    # Saved in checkpoints, so a resumed training keeps the epochs from before its interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
 
 
 def resolved(cfg: DictConfig) -> dict:
