@@ -89,3 +89,23 @@ def test_an_offline_run_says_how_to_upload_it_and_disabled_mode_records_nothing(
     assert disabled.returncode == 0, disabled.stderr
     assert not list((tmp_path / "disabled").glob("wandb/*-run-*"))
     assert json.loads((tmp_path / "disabled" / "results.json").read_text())["acc"] > 0
+
+
+DDP_ON_CPU = ["accelerator=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+
+
+def test_ddp_shards_the_data_and_only_rank_zero_scores_and_logs(tmp_path):
+    # Lightning's DDP over two CPU processes (gloo): the same code path as over GPUs
+    run = run_cli(tmp_path / "run", *SMALL, "trainer.max_epochs=2", *DDP_ON_CPU)
+    assert run.returncode == 0, run.stderr
+    logs = {p.name: p.read_text() for p in run.dir.glob("*.log")}
+    assert "rank 0/2 trains on 899 fit images" in logs["__main__.log"]
+    assert "rank 1/2 trains on 898 fit images" in logs["train_ddp_process_1.log"]
+    assert "results:" not in logs["train_ddp_process_1.log"], "rank 1 only trains"
+    assert len(list(run.dir.glob("wandb/offline-run-*"))) == 1, "one W&B run, from rank 0"
+    assert run.results["cache"] == "miss" and len(torch.load(run.results["checkpoint"], weights_only=True)["history"]) == 2
+
+
+def test_ddp_in_a_multirun_is_refused_with_the_alternative(tmp_path):
+    run = run_cli(tmp_path / "sweep", *SMALL, "model.latent_dim=8,16", "logger=none", *DDP_ON_CPU, multirun=True)
+    assert_one_line_error(run, "accelerator=ddp", "slurm_gpu")

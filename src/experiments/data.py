@@ -112,12 +112,19 @@ def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def batches(tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def batches(
+    tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Batches sliced from in-memory tensors (shuffled by `seed`), each batch a tuple like `tensors`.
 
     Slicing whole batches costs far less than per-sample indexing and collation, which would
-    dominate a small model's step on a CPU.
+    dominate a small model's step on a CPU. Under DDP each of `world_size` processes takes its own
+    disjoint shard, every `world_size`-th example of one seeded order (Lightning's DistributedSampler
+    would batch these loaders one example at a time, hence use_distributed_sampler=false).
     """
+    if world_size > 1:
+        order = torch.randperm(len(tensors[0]), generator=torch.Generator().manual_seed(seed)) if shuffle else None
+        tensors = tuple((t if order is None else t[order])[rank::world_size] for t in tensors)
     sampler = (
         RandomSampler(tensors[0], generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(tensors[0])
     )
@@ -197,9 +204,14 @@ class ImageDataModule(pl.LightningDataModule):
         return None if self.eval_labels is None else len(np.unique(self.eval_labels))
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (images,), or (images, labels) when the fit images have labels."""
+        """Shuffled batches of (images,), or (images, labels) when the fit images have labels; this
+        process's shard under DDP."""
         labels = () if self.fit_labels is None else (torch.from_numpy(self.fit_labels),)
-        return batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if world_size > 1:
+            log.info("rank %d/%d trains on %d fit images", rank, world_size, len(range(rank, len(self.fit_images), world_size)))
+        return batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed, rank=rank,
+                       world_size=world_size)
 
     def eval_dataloader(self) -> DataLoader:
         """Eval images in order, with their labels when there are any: validation curves and encoding."""

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from sklearn.decomposition import PCA
 
 from experiments import classify, plots
@@ -72,6 +73,10 @@ def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     check_accelerator(cfg.trainer)
+    if cfg.trainer.get("strategy") == "ddp":
+        check_ddp(cfg, hydra_cfg.mode == RunMode.MULTIRUN)
+        if rank_zero_only.rank > 0:  # a process Lightning started for another GPU: it only trains
+            return train_ddp_worker(cfg, job_dir)
     log.info("threads per job: %d", limit_threads(hydra_cfg))
     cfg_hash = config_hash(resolved(cfg))
     if cfg.resume and (done := finished_results(job_dir, cfg_hash)) is not None:
@@ -117,6 +122,33 @@ def run(cfg: DictConfig) -> float | None:
     shown = ("test_acc", "top5_error") if classifier else ("acc", "nmi", "public_score", "private_score")
     log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in shown), job_dir / "results.json")
     return results["test_acc"] if classifier else results["public_score"]
+
+
+def check_ddp(cfg: DictConfig, multirun: bool) -> None:
+    if multirun:
+        raise UserError(
+            "accelerator=ddp runs one job at a time: Lightning starts each GPU's process by running the "
+            "command again, which -m would turn into a new sweep; sweep with hydra/launcher=slurm_gpu instead"
+        )
+    if is_classifier(cfg.model):
+        raise UserError("accelerator=ddp trains the autoencoder only; use accelerator=gpu for model=mlp")
+
+
+def train_ddp_worker(cfg: DictConfig, job_dir: Path) -> None:
+    """Rank > 0 under DDP: train on this process's shard beside rank 0, which alone caches, scores and logs."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data: ImageDataModule = instantiate(cfg.data)
+    data.setup()
+    model = instantiate(cfg.model, image_shape=data.image_shape)
+    cache = Cache(cfg.cache_dir) if cfg.cache else None
+    checkpoint = partial_checkpoint(cache, model_cache_key(cfg), job_dir)
+    train_model(cfg.trainer, model, None, checkpoint, cfg.resume, datamodule=data)
+
+
+def partial_checkpoint(cache: Cache | None, key: str, job_dir: Path) -> Path:
+    """Where training saves its state every epoch: beside the cache entry (so a killed job run again, in
+    this sweep or another that needs the same model, goes on from its last epoch), else in the job folder."""
+    return cache.root / f"{key}.partial.ckpt" if cache is not None else job_dir / "checkpoints" / "last.ckpt"
 
 
 def is_classifier(model_cfg: DictConfig) -> bool:
@@ -257,10 +289,7 @@ def fit_or_load(
     job_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def train() -> Entry:
-        # The partial checkpoint sits beside the cache entry (or in the job folder), so a killed job run
-        # again, in this sweep or another one that needs the same model, goes on from its last epoch.
-        partial = cache.root / f"{key}.partial.ckpt" if cache is not None else job_dir / "checkpoints" / "last.ckpt"
-        history = train_model(cfg.trainer, model, logger, partial, cfg.resume, datamodule=data)
+        history = train_model(cfg.trainer, model, logger, partial_checkpoint(cache, key, job_dir), cfg.resume, datamodule=data)
         return {"state_dict": model.state_dict(), "history": history}
 
     if cache is not None:

@@ -69,9 +69,10 @@ class EpochCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)  # written by rank 0 only under DDP, with a barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
 
 
 def resumable_checkpoint(path: Path, resume: bool) -> Path | None:

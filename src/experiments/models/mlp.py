@@ -179,17 +179,18 @@ class MLPClassifier(pl.LightningModule):
         with torch.no_grad():
             grad_norm = output_gradient(logits, y, self.hparams.loss).norm(dim=-1).mean()
             acc = (logits.argmax(-1) == y).to(logits.dtype).mean()
-        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/risk", risk, on_step=False, on_epoch=True)
-        self.log("train/acc", acc, on_step=False, on_epoch=True)
-        self.log("train/output_grad_norm", grad_norm, on_step=False, on_epoch=True)
+        # sync_dist: under DDP the epoch values average every process's shard
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/risk", risk, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/output_grad_norm", grad_norm, on_step=False, on_epoch=True, sync_dist=True)
         return total
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val/loss", data_loss(logits, y, self.hparams.loss), prog_bar=True)
-        self.log("val/acc", (logits.argmax(-1) == y).to(logits.dtype).mean(), prog_bar=True)
+        self.log("val/loss", data_loss(logits, y, self.hparams.loss), prog_bar=True, sync_dist=True)
+        self.log("val/acc", (logits.argmax(-1) == y).to(logits.dtype).mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.hparams.optimizer == "sgd":  # seed 002 Q2 k: theta <- theta - eta grad (plain SGD)
