@@ -155,15 +155,17 @@ def test_a_small_multirun_writes_a_sorted_summary_one_wandb_run_per_job_and_trai
     assert wandb_records.summary(summary_run)["summary/nrows"] == 4
 
 
-def test_the_latent_dims_sweep_runs_nine_jobs_on_three_models(tmp_path):
+def test_the_latent_dims_sweep_runs_the_seed_table_on_three_models(tmp_path):
     sweep = tmp_path / "sweep"
-    run = run_cli(sweep, "+sweep=latent_dims", *QUICK, "trainer.max_epochs=1", "plots.tsne=false", "logger=none", multirun=True)
+    run = run_cli(sweep, "+sweep=latent_dims", *QUICK, "trainer.max_epochs=1", "plots.tsne=false", "logger=none",
+                  multirun=True)
     assert run.returncode == 0, run.stderr
     rows = read_csv(sweep / "summary.csv")
-    assert {(r["Latent Dimension"], r["Reduced Dimension"]) for r in rows} == {
-        (latent, reduced) for latent in ("32", "64", "128") for reduced in ("8", "16", "32")
-    }
-    assert [r["cache"] for r in rows].count("miss") == 3
+    pca = {(r["Latent Dimension"], r["Reduced Dimension"]) for r in rows if r["Reduced Method"] == "PCA"}
+    assert pca == {(latent, reduced) for latent in ("32", "64", "128") for reduced in ("8", "16", "32")}
+    tsne = [(r["Latent Dimension"], r["Reduced Dimension"]) for r in rows if r["Reduced Method"] == "tSNE (exact)"]
+    assert tsne == [("32", "8")], "the seed table's t-SNE row, 32 -> 8"
+    assert len(rows) == 10 and [r["cache"] for r in rows].count("miss") == 3
 
 
 def test_the_tsne_iters_sweep_draws_tsne_at_each_iteration_count_beside_pca(tmp_path):
