@@ -1,0 +1,132 @@
+"""ISTA / FISTA against scikit-learn's Lasso, the KKT conditions, and the bad inputs."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Lasso
+
+from experiments.errors import UserError
+from experiments.ista import MatrixOperator, objective, solve
+
+
+def problem(m=60, n=100, k=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(m, n, generator=g, dtype=torch.float64)
+    A = A / A.norm(dim=0)
+    x_true = torch.zeros(n, dtype=torch.float64)
+    x_true[torch.randperm(n, generator=g)[: n // 10]] = torch.randn(n // 10, generator=g, dtype=torch.float64)
+    b = A @ x_true + 0.01 * torch.randn(m, generator=g, dtype=torch.float64)
+    if k:
+        b = torch.stack([b] + [A @ torch.randn(n, generator=g, dtype=torch.float64) for _ in range(k - 1)], 1)
+    return A, b
+
+
+def lam_max(A, b):
+    return float((A.T @ b).abs().max())
+
+
+@pytest.mark.parametrize("method", ["ista", "fista"])
+@pytest.mark.parametrize("fraction", [0.05, 0.3])
+def test_reaches_scikit_learns_lasso_optimum(method, fraction):
+    A, b = problem()
+    lam = fraction * lam_max(A, b)
+    result = solve(A, b, lam, method=method, max_iter=20000, tol=1e-10)
+    assert result.converged
+    # scikit-learn's Lasso minimises 1/(2 n_rows) ||b - Ax||^2 + alpha ||x||_1, so alpha = lam / n_rows
+    sk = Lasso(alpha=lam / A.shape[0], fit_intercept=False, tol=1e-14, max_iter=200000).fit(A.numpy(), b.numpy())
+    ours = objective(MatrixOperator(A), b.unsqueeze(1), result.x.unsqueeze(1), lam).item()
+    theirs = objective(MatrixOperator(A), b.unsqueeze(1), torch.as_tensor(sk.coef_).unsqueeze(1), lam).item()
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    assert ours <= theirs * (1 + 1e-9)
+
+
+def test_the_solution_satisfies_the_kkt_conditions():
+    A, b = problem(seed=1)
+    lam = 0.1 * lam_max(A, b)
+    x = solve(A, b, lam, max_iter=20000, tol=1e-12).x
+    correlation = A.T @ (b - A @ x)
+    assert (correlation.abs() <= lam * (1 + 1e-6)).all()
+    support = x.abs() > 1e-10
+    assert support.any()
+    assert torch.allclose(correlation[support], lam * torch.sign(x[support]), rtol=1e-5)
+
+
+def test_a_batch_of_columns_is_solved_as_each_column_alone():
+    A, B = problem(k=4, seed=2)
+    lam = 0.2 * lam_max(A, B[:, 0])
+    together = solve(A, B, lam, tol=1e-10, max_iter=5000).x
+    for j in range(4):
+        alone = solve(A, B[:, j], lam, tol=1e-10, max_iter=5000).x
+        assert torch.allclose(together[:, j], alone, atol=1e-6)
+
+
+class Convolution:
+    """A 1-D 'same' convolution as an operator: A(x) = k * x, adjoint = correlation."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __call__(self, x):
+        return torch.nn.functional.conv1d(x.T.unsqueeze(1), self.kernel.flip(-1).view(1, 1, -1), padding=1).squeeze(1).T
+
+    def adjoint(self, y):
+        return torch.nn.functional.conv1d(y.T.unsqueeze(1), self.kernel.view(1, 1, -1), padding=1).squeeze(1).T
+
+
+def test_an_operator_gives_the_same_solution_as_its_matrix():
+    kernel = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+    n = 40
+    matrix = torch.stack([Convolution(kernel)(torch.eye(n, dtype=torch.float64)[:, [i]])[:, 0] for i in range(n)], 1)
+    signal = torch.zeros(n, dtype=torch.float64)
+    signal[[5, 17, 30]] = torch.tensor([1.0, -2.0, 1.5], dtype=torch.float64)
+    b = matrix @ signal
+    via_matrix = solve(matrix, b, 0.01, tol=1e-10, max_iter=20000).x
+    via_operator = solve(Convolution(kernel), b, 0.01, tol=1e-10, max_iter=20000, n_features=n).x
+    assert torch.allclose(via_matrix, via_operator, atol=1e-6)
+
+
+def test_backtracking_finds_the_same_optimum_without_knowing_l():
+    A, b = problem(seed=3)
+    lam = 0.1 * lam_max(A, b)
+    known = solve(A, b, lam, tol=1e-10, max_iter=20000)
+    searched = solve(A, b, lam, tol=1e-10, max_iter=20000, step="backtracking")
+    assert searched.converged and searched.objective[-1] == pytest.approx(known.objective[-1].item(), rel=1e-8)
+
+
+def test_fista_needs_fewer_iterations_than_ista_on_the_literatures_synthetic_lasso():
+    A, b = problem(m=250, n=500, seed=4)
+    lam = 0.1 * lam_max(A, b)
+    best = solve(A, b, lam, tol=1e-14, max_iter=50000).objective[-1].item()
+    iterations = {}
+    for method in ("ista", "fista"):
+        curve = solve(A, b, lam, method=method, tol=0.0, max_iter=3000).objective
+        iterations[method] = int(np.argmax(((curve - best) / best).numpy() <= 1e-6)) + 1
+    assert iterations["fista"] < iterations["ista"]
+
+
+def test_a_solver_that_runs_out_of_iterations_says_so(caplog):
+    A, b = problem(seed=5)
+    with caplog.at_level(logging.WARNING):
+        result = solve(A, b, 0.01 * lam_max(A, b), method="ista", max_iter=5, tol=1e-12)
+    assert not result.converged and result.n_iter == 5 and len(result.objective) == 5
+    assert "without converging" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lam": -1.0}, "lam must be >= 0"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"b": torch.tensor([1.0, float("nan")], dtype=torch.float64)}, "NaN or inf"),
+        ({"b": torch.ones(7, dtype=torch.float64)}, "A is (60, 100) but b has 7 rows"),
+        ({"A": torch.zeros(60, 100, dtype=torch.float64)}, "norm estimate is zero"),
+        ({"method": "admm"}, "method='admm'"),
+    ],
+)
+def test_bad_inputs_are_refused_by_name(kwargs, message):
+    A, b = problem()
+    args = {"A": A, "b": b, "lam": 0.1, **kwargs}
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        solve(args.pop("A"), args.pop("b"), args.pop("lam"), **args)
