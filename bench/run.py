@@ -6,6 +6,7 @@
 4. mlp: the default model=mlp on raw pixels (test accuracy), and manual vs autograd gradients (s/epoch).
 5. tsne_exact: reducer=tsne_exact vs openTSNE on 5,000 and 10,000 codes (time, and KL under the exact P).
 6. joblib: the latent_dims sweep on hydra/launcher=joblib (n_jobs=2) vs the basic launcher.
+7. ista: the Lasso solver's iterations (ISTA vs FISTA) and its batched speed against scikit-learn.
 
 Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits;
 `--only mlp,tsne_exact` re-measures some sections and keeps the others from the last bench.json.
@@ -228,6 +229,56 @@ def bench_tsne_exact(codes: np.ndarray, labels: np.ndarray, sizes: list[int]) ->
     return rows
 
 
+def bench_ista() -> dict:
+    """The Lasso solver: iterations to 1e-6 relative suboptimality on the literature's synthetic problem,
+    and the batched solver against scikit-learn on 1,000 problems of one dictionary."""
+    from sklearn.decomposition import sparse_encode
+    from sklearn.linear_model import Lasso
+
+    from experiments.ista import MatrixOperator, objective, solve
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(250, 500, generator=g, dtype=torch.float64)
+    A /= A.norm(dim=0)
+    x_true = torch.zeros(500, dtype=torch.float64)
+    x_true[torch.randperm(500, generator=g)[:50]] = torch.randn(50, generator=g, dtype=torch.float64)
+    b = A @ x_true + 0.01 * torch.randn(250, generator=g, dtype=torch.float64)
+    lam = 0.1 * float((A.T @ b).abs().max())
+    best = solve(A, b, lam, tol=1e-15, max_iter=100000).objective.min().item()
+    iterations = {}
+    for method in ("ista", "fista"):
+        curve = solve(A, b, lam, method=method, tol=0.0, max_iter=5000).objective.numpy()
+        iterations[method] = int(np.argmax((curve - best) / best <= 1e-6)) + 1
+
+    D = torch.randn(128, 64, generator=g, dtype=torch.float64)  # 128 atoms of 64 features, sklearn's layout
+    D /= D.norm(dim=1, keepdim=True)
+    codes = torch.randn(1000, 128, generator=g, dtype=torch.float64) * (torch.rand(1000, 128, generator=g) < 0.1)
+    X = codes @ D + 0.05 * torch.randn(1000, 64, generator=g, dtype=torch.float64)
+    lam_codes = 0.1 * float((X @ D.T).abs().max())
+    operator, columns = MatrixOperator(D.T.contiguous()), X.T.contiguous()
+
+    def total(code: torch.Tensor) -> float:
+        return float(objective(operator, columns, code, lam_codes).sum())
+
+    start = time.perf_counter()
+    sk_codes = sparse_encode(X.numpy(), D.numpy(), algorithm="lasso_cd", alpha=lam_codes, max_iter=10000)
+    sparse_encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    loop_codes = np.stack([Lasso(alpha=lam_codes / 64, fit_intercept=False, max_iter=10000).fit(D.T.numpy(), x).coef_
+                           for x in X.numpy()])
+    lasso_loop_s = time.perf_counter() - start
+    target = total(torch.as_tensor(sk_codes.T))
+    start = time.perf_counter()
+    ours = solve(D.T.contiguous(), columns, lam_codes, tol=1e-7, max_iter=20000)
+    ours_s = time.perf_counter() - start
+    return {
+        "synthetic_iterations_ista": iterations["ista"], "synthetic_iterations_fista": iterations["fista"],
+        "batched_s": ours_s, "sparse_encode_s": sparse_encode_s, "lasso_loop_s": lasso_loop_s,
+        "batched_objective": total(ours.x), "sparse_encode_objective": target,
+        "lasso_loop_objective": total(torch.as_tensor(loop_codes.T)),
+    }
+
+
 def table(results: dict, where: str) -> str:
     rows = []
     if "sweep" in results:
@@ -253,7 +304,17 @@ def table(results: dict, where: str) -> str:
     if "joblib" in results:
         j = results["joblib"]
         rows.append(("latent_dims sweep, 9 jobs: joblib launcher (n_jobs=2, 1 thread each) vs basic launcher (wall time)",
-                     f"{j['speedup']:.2f}x faster", f"{j['joblib_s']:.0f} s vs {j['basic_s']:.0f} s"))
+                     f"{j['speedup']:.2f}x the speed", f"{j['joblib_s']:.0f} s vs {j['basic_s']:.0f} s"))
+    if "ista" in results:
+        i = results["ista"]
+        rows.append(("Lasso 250x500, lam = 0.1 lam_max: iterations to 1e-6 relative suboptimality, FISTA vs ISTA "
+                     "(references: 61 and 135)", f"{i['synthetic_iterations_fista'] / i['synthetic_iterations_ista']:.2f}x the iterations",
+                     f"{i['synthetic_iterations_fista']} vs {i['synthetic_iterations_ista']}"))
+        rows.append(("1,000 Lasso problems of one 64x128 dictionary: batched FISTA vs sparse_encode(lasso_cd) and vs "
+                     "Lasso in a loop (time; objective)",
+                     f"{i['batched_s'] / i['sparse_encode_s']:.1f}x and {i['batched_s'] / i['lasso_loop_s']:.1f}x the time",
+                     f"{i['batched_s']:.2f} s vs {i['sparse_encode_s']:.2f} s vs {i['lasso_loop_s']:.2f} s; objective "
+                     f"{i['batched_objective']:.4f} vs {i['sparse_encode_objective']:.4f} vs {i['lasso_loop_objective']:.4f}"))
     for e in results.get("tsne_exact", []):
         rows.append((f"t-SNE of {e['points']} codes, 750 iterations: tsne_exact ({e['device']}) vs openTSNE (time; KL "
                      "under the exact P)", f"{e['exact_s'] / e['opentsne_s']:.1f}x the time; KL {e['kl_ratio']:.3f} of it",
@@ -265,7 +326,7 @@ def table(results: dict, where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "joblib")
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "joblib", "ista")
 
 
 def main() -> None:
@@ -301,6 +362,9 @@ def main() -> None:
     if "sweep" in only:
         results["sweep"] = bench_sweep(out, data_overrides)
         print("sweep:", results["sweep"], flush=True)
+    if "ista" in only:
+        results["ista"] = bench_ista()
+        print("ista:", results["ista"], flush=True)
     if "joblib" in only:
         results["joblib"] = bench_joblib(out, data_overrides)
         print("joblib:", results["joblib"], flush=True)
