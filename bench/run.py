@@ -326,7 +326,7 @@ def table(results: dict, where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "joblib", "ista")
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "ista", "joblib")
 
 
 def main() -> None:
@@ -346,28 +346,21 @@ def main() -> None:
     results = json.loads(previous.read_text()) if previous.exists() and only != set(SECTIONS) else {}
     results |= {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(f"machine: {results['machine']}", flush=True)
-    if "throughput" in only:
-        results["throughput"] = bench_throughput(data)
-        print("throughput:", results["throughput"], flush=True)
-    if "tsne" in only:
-        results["tsne"] = bench_tsne(data, n_points=min(5000, len(data.eval_images)))
-        print("tsne:", results["tsne"], flush=True)
-    if "mlp" in only:
-        mlp_overrides = ["data=digits", "data.eval_fraction=0.3"] if args.quick else []
-        results["mlp"] = bench_mlp(out, mlp_overrides, data)
-        print("mlp:", results["mlp"], flush=True)
-    if "tsne_exact" in only:
-        sizes = [500, 1000] if args.quick else [5000, 10000]
-        results["tsne_exact"] = bench_tsne_exact(trained_codes(data, max(sizes)), data.eval_labels, sizes)
-    if "sweep" in only:
-        results["sweep"] = bench_sweep(out, data_overrides)
-        print("sweep:", results["sweep"], flush=True)
-    if "ista" in only:
-        results["ista"] = bench_ista()
-        print("ista:", results["ista"], flush=True)
-    if "joblib" in only:
-        results["joblib"] = bench_joblib(out, data_overrides)
-        print("joblib:", results["joblib"], flush=True)
+    mlp_overrides = ["data=digits", "data.eval_fraction=0.3"] if args.quick else []
+    sizes = [500, 1000] if args.quick else [5000, 10000]
+    measure = {
+        "throughput": lambda: bench_throughput(data),
+        "tsne": lambda: bench_tsne(data, n_points=min(5000, len(data.eval_images))),
+        "mlp": lambda: bench_mlp(out, mlp_overrides, data),
+        "tsne_exact": lambda: bench_tsne_exact(trained_codes(data, max(sizes)), data.eval_labels, sizes),
+        "sweep": lambda: bench_sweep(out, data_overrides),
+        "ista": bench_ista,
+        "joblib": lambda: bench_joblib(out, data_overrides),
+    }
+    for section in SECTIONS:
+        if section in only:
+            results[section] = measure[section]()
+            print(f"{section}:", results[section], flush=True)
     previous.write_text(json.dumps(results, indent=2) + "\n")
     text = table(results, where)
     (out / "bench.md").write_text(text)

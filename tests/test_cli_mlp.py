@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import wandb_records
 from conftest import QUICK, run_cli
@@ -121,11 +122,7 @@ def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
     assert r["acc"] > 0.6 and r["tsne_kl"] > 0
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU, so accelerator=gpu is valid here")
 def test_tsne_exact_on_a_gpu_that_is_not_there_is_refused(tmp_path):
-    pytest.importorskip("torch")
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
     run = run_cli(tmp_path / "run", *QUICK, "reducer=tsne_exact", "accelerator=gpu", "logger=none")
     assert_one_line_error(run, "accelerator=gpu")

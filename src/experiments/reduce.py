@@ -7,6 +7,14 @@ import numpy as np
 import openTSNE
 
 
+def check_tsne_settings(n_iter: int, perplexity: float, n_samples: int) -> None:
+    """ValueErrors (reported as the reducer's one-line error) for settings no t-SNE can run with."""
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
+    if perplexity <= 0 or 3 * perplexity >= n_samples:
+        raise ValueError(f"perplexity must be positive and below n_samples / 3 = {n_samples / 3:g}, got {perplexity}")
+
+
 class OpenTSNE:
     """t-SNE through openTSNE, with scikit-learn's `fit_transform` and iteration count.
 
@@ -38,10 +46,7 @@ class OpenTSNE:
         self.random_state = random_state
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
-        if self.n_iter < 1:
-            raise ValueError(f"n_iter must be at least 1, got {self.n_iter}")
-        if self.perplexity <= 0 or 3 * self.perplexity >= len(X):
-            raise ValueError(f"perplexity must be positive and below n_samples / 3 = {len(X) / 3:g}, got {self.perplexity}")
+        check_tsne_settings(self.n_iter, self.perplexity, len(X))
         early = min(self.early_exaggeration_iter, self.n_iter)
         method = self.negative_gradient_method
         if method == "auto" and self.n_components > 2:

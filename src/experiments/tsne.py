@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from experiments.derivations import tsne_gradient_parts
+from experiments.reduce import check_tsne_settings
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,7 @@ class ExactTSNE:
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         n = len(X)
-        if self.n_iter < 1:
-            raise ValueError(f"n_iter must be at least 1, got {self.n_iter}")
-        if self.perplexity <= 0 or 3 * self.perplexity >= n:
-            raise ValueError(f"perplexity must be positive and below n_samples / 3 = {n / 3:g}, got {self.perplexity}")
+        check_tsne_settings(self.n_iter, self.perplexity, n)
         device = device_for(self.accelerator)
         dtype = getattr(torch, self.dtype)
         X_t = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
