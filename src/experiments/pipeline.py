@@ -72,9 +72,10 @@ def run(cfg: DictConfig) -> float | None:
     """Run one job; return its public score (test accuracy for a classifier), for sweepers that optimise it."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     check_accelerator(cfg.trainer)
     if cfg.trainer.get("strategy") == "ddp":
-        check_ddp(cfg, hydra_cfg.mode == RunMode.MULTIRUN)
+        check_ddp(cfg, multirun)
         if rank_zero_only.rank > 0:  # a process Lightning started for another GPU: it only trains
             return train_ddp_worker(cfg, job_dir)
     log.info("threads per job: %d", limit_threads(hydra_cfg))
@@ -95,7 +96,6 @@ def run(cfg: DictConfig) -> float | None:
     else:
         n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, len(data.eval_images))
 
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     logger = make_logger(
         cfg.logger,
         job_dir,
