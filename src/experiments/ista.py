@@ -52,18 +52,24 @@ class LassoResult:
 
 def objective(A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
     """F per column: 1/2 ||b - A x||^2 + lam ||x||_1."""
-    r = b - A(x)
-    return 0.5 * (r * r).sum(0) + lam * x.abs().sum(0)
+    return objective_and_gap(A, b, x, lam, with_gap=False)[0]
 
 
-def duality_gap(A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
-    """Relative duality gap per column, with the dual point theta = r / max(1, ||A^T r||_inf / lam)."""
+def objective_and_gap(
+    A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float, with_gap: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """F per column and, with `with_gap`, the relative duality gap per column, from one residual r = b - A x.
+
+    The dual point is theta = r / max(1, ||A^T r||_inf / lam).
+    """
     r = b - A(x)
     primal = 0.5 * (r * r).sum(0) + lam * x.abs().sum(0)
+    if not with_gap:
+        return primal, None
     scale = torch.clamp(A.adjoint(r).abs().amax(0) / lam, min=1.0) if lam > 0 else torch.ones_like(primal)
     theta = r / scale
     dual = (b * theta).sum(0) - 0.5 * (theta * theta).sum(0)
-    return (primal - dual) / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
+    return primal, (primal - dual) / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
 
 
 def lipschitz_constant(A: LinearOperator, n: int, like: torch.Tensor, iterations: int = 100) -> float:
@@ -121,10 +127,12 @@ def solve(
     history, gap, converged = [], float("inf"), False
     for iteration in range(1, max_iter + 1):
         point = y if method == "fista" else x
-        grad = operator.adjoint(operator(point) - b2)
+        residual = operator(point) - b2
+        grad = operator.adjoint(residual)
+        f_point = 0.5 * float((residual * residual).sum())
         while True:
             x_new = soft_threshold(point - grad / L, lam / L)
-            if not backtracking or sufficient_decrease(operator, b2, point, x_new, grad, L):
+            if not backtracking or sufficient_decrease(operator, b2, f_point, point, x_new, grad, L):
                 break
             L *= 2.0
         if method == "fista":
@@ -133,8 +141,9 @@ def solve(
             t = t_new
         change = float(torch.linalg.vector_norm(x_new - x) / torch.clamp(torch.linalg.vector_norm(x_new), min=1e-300))
         x = x_new
-        history.append(float(objective(operator, b2, x, lam).sum()))
-        gap = float(duality_gap(operator, b2, x, lam).max()) if stop == "gap" else change
+        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=stop == "gap")
+        history.append(float(primal.sum()))
+        gap = float(relative_gap.max()) if relative_gap is not None else change
         if gap <= tol:
             converged = True
             break
@@ -146,15 +155,12 @@ def solve(
 
 
 def sufficient_decrease(
-    A: LinearOperator, b: torch.Tensor, y: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, L: float
+    A: LinearOperator, b: torch.Tensor, f_y: float, y: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, L: float
 ) -> bool:
     """Beck and Teboulle's test: f(x) <= f(y) + <grad f(y), x - y> + L/2 ||x - y||^2, for f = 1/2||b - A.||^2."""
-    def f(z: torch.Tensor) -> torch.Tensor:
-        r = b - A(z)
-        return 0.5 * (r * r).sum()
-
+    r = b - A(x)
     d = x - y
-    return bool(f(x) <= f(y) + (grad * d).sum() + 0.5 * L * (d * d).sum() + 1e-12 * abs(float(f(y))))
+    return bool(0.5 * (r * r).sum() <= f_y + (grad * d).sum() + 0.5 * L * (d * d).sum() + 1e-12 * abs(f_y))
 
 
 def check_inputs(
