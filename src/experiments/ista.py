@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -98,16 +99,18 @@ def solve(
     step: float | str | None = None,
     stop: str = "gap",
     n_features: int | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> LassoResult:
     """Minimise 1/2 ||b - A x||^2 + lam ||x||_1 by ISTA or FISTA.
 
     step: None for 1/L with L = ||A||^2 by power iteration, a number for a fixed step, or "backtracking"
     (Beck and Teboulle's line search, for when L is unknown). stop: "gap" stops when every column's
-    relative duality gap is below `tol`, "change" when ||x_k - x_{k-1}|| / ||x_k|| is. `n_features` is
-    x's length, needed only when A is an operator and no x0 is given.
+    relative duality gap is below `tol`, "change" when ||x_k - x_{k-1}|| / ||x_k|| is; `tol=0` runs all
+    `max_iter` iterations (the gap is then computed once, at the end). `n_features` is x's length, needed
+    only when A is an operator and no x0 is given. `callback(iteration, x)` sees every iterate (curves).
     """
     operator = MatrixOperator(A) if isinstance(A, torch.Tensor) else A
-    check_inputs(A, b, lam, method, max_iter, stop, x0, n_features)
+    check_inputs(A, b, lam, method, max_iter, tol, stop, x0, n_features)
     single = b.dim() == 1
     b2 = b.unsqueeze(1) if single else b
     n = A.shape[1] if isinstance(A, torch.Tensor) else (x0.shape[0] if x0 is not None else n_features)
@@ -141,13 +144,19 @@ def solve(
             t = t_new
         change = float(torch.linalg.vector_norm(x_new - x) / torch.clamp(torch.linalg.vector_norm(x_new), min=1e-300))
         x = x_new
-        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=stop == "gap")
+        if callback is not None:
+            callback(iteration, x[:, 0] if single else x)
+        with_gap = stop == "gap" and (tol > 0 or iteration == max_iter)
+        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=with_gap)
         history.append(float(primal.sum()))
         gap = float(relative_gap.max()) if relative_gap is not None else change
-        if gap <= tol:
+        if tol > 0 and gap <= tol:
             converged = True
             break
-    if not converged:
+    if tol <= 0:
+        log.info("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter,
+                 "relative gap" if stop == "gap" else "relative change", gap)
+    elif not converged:
         log.warning("%s stopped after %d iterations without converging: %s %.3g > tol %.3g",
                     method, max_iter, "relative gap" if stop == "gap" else "relative change", gap, tol)
     x_out = x[:, 0] if single else x
@@ -164,7 +173,7 @@ def sufficient_decrease(
 
 
 def check_inputs(
-    A: object, b: torch.Tensor, lam: float, method: str, max_iter: int, stop: str, x0: torch.Tensor | None,
+    A: object, b: torch.Tensor, lam: float, method: str, max_iter: int, tol: float, stop: str, x0: torch.Tensor | None,
     n_features: int | None,
 ) -> None:
     if method not in ("ista", "fista"):
@@ -173,6 +182,8 @@ def check_inputs(
         raise UserError(f"stop={stop!r} is not one of gap, change")
     if lam < 0:
         raise UserError(f"lam must be >= 0, got {lam}")
+    if tol < 0:
+        raise UserError(f"tol must be >= 0 (0: run all max_iter iterations), got {tol}")
     if max_iter < 1:
         raise UserError(f"max_iter must be at least 1, got {max_iter}")
     if b.dim() not in (1, 2):

@@ -1,6 +1,7 @@
 """One job, top to bottom: load the data, then either the representation stages
 (fit or load the autoencoder -> encode -> reduce -> cluster -> score -> plots) or, for model=mlp, the
-classifier's (classify.py); results.json and the W&B run at the end."""
+classifier's (classify.py), or for task=deblur the solvers' (deblur.py); results.json and the W&B run at
+the end."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from sklearn.decomposition import PCA
 
-from experiments import classify, plots
+from experiments import classify, deblur, plots
 from experiments.cache import Cache, Entry, cache_key, save_entry
 from experiments.data import ImageDataModule
 from experiments.errors import UserError
@@ -62,7 +63,7 @@ class Job:
     cfg: DictConfig
     dir: Path
     choices: dict[str, str]
-    data: ImageDataModule
+    data: ImageDataModule | None  # None for task=deblur on a bundled image
     tracker: Tracker
     timer: StageTimer
     cache: Cache | None
@@ -82,18 +83,21 @@ def run(cfg: DictConfig) -> float | None:
     cfg_hash = config_hash(resolved(cfg))
     if cfg.resume and (done := finished_results(job_dir, cfg_hash)) is not None:
         log.info("already finished, skipped (resume=true): %s", job_dir / "results.json")
-        return done["test_acc"] if "test_acc" in done else done["public_score"]
+        return score_of(done)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     timer = StageTimer()
+    task = cfg.task.name
 
-    with timer("load"):
-        data: ImageDataModule = instantiate(cfg.data)
-        data.setup()
+    data: ImageDataModule | None = None
+    if task == "train" or cfg.task.get("image") == "data":
+        with timer("load"):
+            data = instantiate(cfg.data)
+            data.setup()
     # Checks that need only the data come before a W&B run is started.
-    classifier = is_classifier(cfg.model)
+    classifier = task == "train" and is_classifier(cfg.model)
     if classifier:
         classify.check_data(data)
-    else:
+    elif task == "train":
         n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, len(data.eval_images))
 
     logger = make_logger(
@@ -109,7 +113,10 @@ def run(cfg: DictConfig) -> float | None:
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, Tracker(job_dir, logger), timer, cache)
     failed = True
     try:
-        results = classify.classify_job(job) if classifier else cluster_job(job, n_clusters)
+        if task == "deblur":
+            results = deblur.deblur_job(job, deblur_input(cfg.task, data))
+        else:
+            results = classify.classify_job(job) if classifier else cluster_job(job, n_clusters)
         results["seconds"] = timer.seconds
         results["config_hash"] = cfg_hash
         job.tracker.log_summary(results)
@@ -119,9 +126,38 @@ def run(cfg: DictConfig) -> float | None:
         job.tracker.finish(failed)
     if results["wandb_dir"] and cfg.logger.get("mode") == "offline":
         log.info("W&B run saved offline; upload it with: wandb sync %s", results["wandb_dir"])
-    shown = ("test_acc", "top5_error") if classifier else ("acc", "nmi", "public_score", "private_score")
-    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in shown), job_dir / "results.json")
-    return results["test_acc"] if classifier else results["public_score"]
+    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in SHOWN[job_kind(task, classifier)]),
+             job_dir / "results.json")
+    return score_of(results)
+
+
+# What the last log line shows, and the score a sweeper optimises (the first), per kind of job.
+SHOWN = {
+    "classifier": ("test_acc", "top5_error"),
+    "deblur": ("psnr_fista", "psnr_ista", "psnr_blurred"),
+    "cluster": ("public_score", "acc", "nmi", "private_score"),
+}
+
+
+def job_kind(task: str, classifier: bool) -> str:
+    return "deblur" if task == "deblur" else "classifier" if classifier else "cluster"
+
+
+def score_of(results: dict[str, Any]) -> float | None:
+    """The job's score for sweepers that optimise one: test accuracy, PSNR or the public clustering score."""
+    for kind in ("classifier", "deblur", "cluster"):
+        if SHOWN[kind][0] in results:
+            return results[SHOWN[kind][0]]
+    return None
+
+
+def deblur_input(task_cfg: DictConfig, data: ImageDataModule | None) -> np.ndarray | None:
+    """The data group's image `task.index` when task.image=data."""
+    if data is None:
+        return None
+    if not 0 <= task_cfg.index < len(data.fit_images):
+        raise UserError(f"task.index={task_cfg.index} is not one of the data's {len(data.fit_images)} fit images")
+    return data.fit_images[task_cfg.index].double().numpy()
 
 
 def check_ddp(cfg: DictConfig, multirun: bool) -> None:

@@ -107,3 +107,34 @@ def scores_figure(labels: list[str], scores: list[float | None], score_name: str
     ax.set_xlim(0, max([v for v in values if v == v] + [1.0]) * 1.12)
     fig.tight_layout()
     return fig
+
+
+def image_row_figure(images: list[np.ndarray], captions: list[str]) -> Figure:
+    """Images (C, H, W) in [0, 1] side by side, each with its caption."""
+    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), squeeze=False)
+    for ax, image, caption in zip(axes[0], images, captions):
+        ax.imshow(to_displayable(image), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(caption, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def solver_curves_figure(curves: dict[str, list[float]], optimum: float | None = None) -> Figure:
+    """Objective (F(x_k) - F* when F* is known, else F(x_k)) and PSNR against iteration, one line per method."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, curve in curves.items():
+        method, steps = name.split("_", 1)[1].upper(), range(1, len(curve) + 1)
+        if name.startswith("objective"):
+            values = np.asarray(curve) if optimum is None else np.maximum(np.asarray(curve) - optimum, 1e-16)
+            left.loglog(steps, values, label=method)
+        else:
+            right.semilogx(steps, curve, label=method)
+    left.set(xlabel="iteration", ylabel="F(x_k)" if optimum is None else "F(x_k) - F*", title="objective")
+    right.set(xlabel="iteration", ylabel="PSNR (dB)", title="PSNR of the restored image")
+    for ax in (left, right):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -60,6 +60,28 @@ CLASSIFIER_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+# A deblurring sweep (task=deblur, e.g. over task.lam) reports image quality and the solvers' objectives.
+DEBLUR_COLUMNS: list[tuple[str, str]] = [
+    ("PSNR FISTA", "psnr_fista"),
+    ("PSNR ISTA", "psnr_ista"),
+    ("PSNR blurred", "psnr_blurred"),
+    ("lam", "lam"),
+    ("basis", "basis"),
+    ("image", "image"),
+    ("objective_fista_at_100", "objective_fista_at_100"),
+    ("objective_ista_at_1000", "objective_ista_at_1000"),
+    ("seconds", "seconds"),
+    ("job", "job"),
+]
+
+# Per kind of job: the key its results.json has, its columns, and the columns that label its bars.
+TABLES = [
+    ("test_acc", CLASSIFIER_COLUMNS, ("Loss", "Learning Rate")),
+    ("psnr_fista", DEBLUR_COLUMNS, ("lam", "basis")),
+]
+CLUSTER_LABELS = ("Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
+
+
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's results.json below the sweep folder, with its folder as `job`."""
     rows = []
@@ -71,8 +93,12 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def columns_for(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return CLASSIFIER_COLUMNS if results and all("test_acc" in r for r in results) else COLUMNS
+def columns_for(results: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """The table's columns and the columns that label a job in the scores plot."""
+    for key, columns, labelled_by in TABLES:
+        if results and all(key in r for r in results):
+            return columns, labelled_by
+    return COLUMNS, CLUSTER_LABELS
 
 
 def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[list[Any]]:
@@ -96,14 +122,12 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
 def write_summary(sweep_dir: Path) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
     """Write summary.csv, summary.md and plots/scores.png (and, for classifiers, plots/loss_curves.png)."""
     results = collect_results(sweep_dir)
-    columns = columns_for(results)
+    columns, labelled_by = columns_for(results)
     names = [name for name, _ in columns]
     rows = summary_rows(results, columns)
     write_csv(sweep_dir / "summary.csv", names, rows)
     write_text(sweep_dir / "summary.md", markdown_table(names, rows))
     if rows:
-        labelled_by = ("Loss", "Learning Rate") if columns is CLASSIFIER_COLUMNS else (
-            "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
         labels = [" ".join(f"{row[names.index(n)]}" for n in labelled_by) + f" (job {row[-1]})" for row in rows]
         save_figure(sweep_dir / "plots" / "scores.png", plots.scores_figure(labels, [row[0] for row in rows], names[0]))
     curves = {r["job"]: r["curves"] for r in results if r.get("curves")}
