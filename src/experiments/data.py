@@ -166,6 +166,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_labels: np.ndarray | None = None
         self.fit_labels: np.ndarray | None = None
         self.eval_is_fit = False
+        # True: training batches end with each image's index in the fit set (models/ista.py warm-starts
+        # every image's code from its last one).
+        self.with_index = False
 
     def load_arrays(self) -> Images:
         """The images (and labels), already checked."""
@@ -204,9 +207,10 @@ class ImageDataModule(pl.LightningDataModule):
         return None if self.eval_labels is None else len(np.unique(self.eval_labels))
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (images,), or (images, labels) when the fit images have labels; this
-        process's shard under DDP."""
+        """Shuffled batches of (images,), or (images, labels) when the fit images have labels, then the
+        indices with `with_index`; this process's shard under DDP."""
         labels = () if self.fit_labels is None else (torch.from_numpy(self.fit_labels),)
+        labels += (torch.arange(len(self.fit_images)),) if self.with_index else ()
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if world_size > 1:
             log.info("rank %d/%d trains on %d fit images", rank, world_size, len(range(rank, len(self.fit_images), world_size)))

@@ -154,7 +154,7 @@ def solve(
             converged = True
             break
     if tol <= 0:
-        log.info("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter,
+        log.debug("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter,
                  "relative gap" if stop == "gap" else "relative change", gap)
     elif not converged:
         log.warning("%s stopped after %d iterations without converging: %s %.3g > tol %.3g",

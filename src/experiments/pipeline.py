@@ -176,6 +176,7 @@ def train_ddp_worker(cfg: DictConfig, job_dir: Path) -> None:
     data: ImageDataModule = instantiate(cfg.data)
     data.setup()
     model = instantiate(cfg.model, image_shape=data.image_shape)
+    data.with_index = getattr(model, "needs_example_index", False)
     cache = Cache(cfg.cache_dir) if cfg.cache else None
     checkpoint = partial_checkpoint(cache, model_cache_key(cfg), job_dir)
     train_model(cfg.trainer, model, None, checkpoint, cfg.resume, datamodule=data)
@@ -222,6 +223,7 @@ def cluster_job(job: Job, n_clusters: int) -> dict[str, Any]:
             **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
                 ["public_score", "private_score", "acc", "nmi", "ari"])),
             "recon_mse": float(mse.mean()),
+            "code_sparsity": float((codes == 0).mean()),  # fraction of zeros: about 0 for an autoencoder
             "recon_mse_examples": [
                 {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
                 for i in example_ids
@@ -243,6 +245,8 @@ def cluster_job(job: Job, n_clusters: int) -> dict[str, Any]:
 
     with timer("plots"):
         log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
+        if hasattr(model, "atoms"):  # a dictionary's atoms are images: show them
+            tracker.log_figure("atoms", plots.image_grid_figure(model.atoms().cpu().numpy(), "dictionary atoms"))
         views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
         log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
     return results
@@ -322,6 +326,7 @@ def fit_or_load(
 ) -> tuple[pl.LightningModule, Entry, str]:
     """The trained model, from the cache when one with the same settings exists; and "hit"/"miss"/"off"."""
     model = instantiate(cfg.model, image_shape=data.image_shape)
+    data.with_index = getattr(model, "needs_example_index", False)
     job_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def train() -> Entry:

@@ -138,3 +138,19 @@ def solver_curves_figure(curves: dict[str, list[float]], optimum: float | None =
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def image_grid_figure(images: np.ndarray, title: str) -> Figure:
+    """Images (N, C, H, W) of any range in a square grid, each scaled to its own min..max."""
+    n = len(images)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + 0.4, 0.9 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image in zip(axes.flat, images):
+        low, high = image.min(), image.max()
+        ax.imshow(to_displayable((image - low) / max(high - low, 1e-12)), cmap="gray", vmin=0, vmax=1)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -32,6 +32,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("nmi", "nmi"),
     ("ari", "ari"),
     ("recon_mse", "recon_mse"),
+    ("code_sparsity", "code_sparsity"),
     ("clusterer", "clusterer"),
     ("n_clusters", "n_clusters"),
     ("model", "model"),
@@ -79,7 +80,7 @@ TABLES = [
     ("test_acc", CLASSIFIER_COLUMNS, ("Loss", "Learning Rate")),
     ("psnr_fista", DEBLUR_COLUMNS, ("lam", "basis")),
 ]
-CLUSTER_LABELS = ("Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
+CLUSTER_LABELS = ("model", "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,78 @@
+"""model=ista: dictionary learning by alternating FISTA codes and gradient steps, in the core pipeline."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import wandb_records
+from conftest import QUICK, run_cli
+from experiments.data import Digits
+from experiments.errors import UserError
+from experiments.models.ista import SparseCoding
+
+
+def train(model: SparseCoding, epochs: int) -> Digits:
+    data = Digits(batch_size=256)
+    data.setup()
+    data.with_index = True
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, datamodule=data)
+    return data
+
+
+def reconstruction_error(model: SparseCoding, images: torch.Tensor) -> float:
+    codes = model.encode(images)
+    return float(((model.decoder(codes).detach() - images) ** 2).mean())
+
+
+def test_training_lowers_the_reconstruction_error_and_keeps_atoms_unit_norm():
+    torch.manual_seed(0)
+    model = SparseCoding((1, 8, 8), latent_dim=32, lam=0.1, encode_iterations=300)
+    images = Digits().load_arrays().fit[:400]
+    images = torch.from_numpy(images)
+    before = reconstruction_error(model, images)
+    train(model, epochs=4)
+    after = reconstruction_error(model, images)
+    assert after < 0.7 * before, (before, after)
+    norms = model.dictionary.detach().norm(dim=0)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+    assert model.warm_codes.shape == (32, 1797), "every fit image's code is kept for its next warm start"
+    assert (model.warm_codes != 0).any(dim=0).all()
+
+
+def test_codes_are_the_lasso_solution_for_the_dictionary():
+    torch.manual_seed(0)
+    model = SparseCoding((1, 8, 8), latent_dim=48, lam=0.2, encode_tol=1e-6, encode_iterations=5000)
+    images = torch.rand(20, 1, 8, 8)
+    codes = model.encode(images)
+    residual = images.flatten(1) - codes @ model.dictionary.detach().T
+    correlation = residual @ model.dictionary.detach()  # D^T (x - D z) per image
+    # KKT: |D^T r| <= lam everywhere, = lam sign(z) on the support.
+    assert float(correlation.abs().max()) <= 0.2 * (1 + 1e-2)
+    support = codes != 0
+    assert support.any() and not support.all()
+    torch.testing.assert_close(correlation[support], 0.2 * codes[support].sign(), atol=3e-3, rtol=0)
+
+
+def test_bad_sparse_coding_settings_are_refused():
+    with pytest.raises(UserError, match="model.lam"):
+        SparseCoding((1, 8, 8), lam=-0.1)
+    with pytest.raises(UserError, match="model.latent_dim"):
+        SparseCoding((1, 8, 8), latent_dim=0)
+
+
+@pytest.mark.slow
+def test_sparse_coding_runs_the_core_pipeline_with_its_sparsity_and_atoms(tmp_path):
+    run = run_cli(tmp_path / "run", *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false")
+    assert run.returncode == 0, run.stderr
+    results = run.results
+    assert results["model"] == "ista" and results["latent_dim"] == 48
+    assert 0.2 < results["code_sparsity"] < 1.0
+    assert results["recon_mse"] < 0.03
+    assert results["acc"] > 0.6, "sparse codes of digits cluster far better than chance"
+    assert (run.dir / "plots" / "atoms.png").is_file()
+    history = wandb_records.history_keys(results["wandb_dir"])
+    assert {"train/sparsity", "train/recon_mse", "atoms/path"} <= history, "curves and the atoms image reach W&B"
