@@ -1,7 +1,7 @@
 """One job, top to bottom: load the data, then either the representation stages
 (fit or load the autoencoder -> encode -> reduce -> cluster -> score -> plots) or, for model=mlp, the
-classifier's (classify.py), or for task=deblur the solvers' (deblur.py); results.json and the W&B run at
-the end."""
+classifier's (classify.py), for model=lista learned ISTA's (unroll.py), or for task=deblur the solvers'
+(deblur.py); results.json and the W&B run at the end."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from sklearn.decomposition import PCA
 
-from experiments import classify, deblur, plots
+from experiments import classify, deblur, plots, unroll
 from experiments.cache import Cache, Entry, cache_key, save_entry
 from experiments.data import ImageDataModule
 from experiments.errors import UserError
@@ -70,7 +70,7 @@ class Job:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Run one job; return its public score (test accuracy for a classifier), for sweepers that optimise it."""
+    """Run one job; return its score (`score_of`), for sweepers that optimise it."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -86,18 +86,17 @@ def run(cfg: DictConfig) -> float | None:
         return score_of(done)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     timer = StageTimer()
-    task = cfg.task.name
+    kind = job_kind(cfg)
 
     data: ImageDataModule | None = None
-    if task == "train" or cfg.task.get("image") == "data":
+    if needs_data(kind, cfg):
         with timer("load"):
             data = instantiate(cfg.data)
             data.setup()
     # Checks that need only the data come before a W&B run is started.
-    classifier = task == "train" and is_classifier(cfg.model)
-    if classifier:
+    if kind == "classifier":
         classify.check_data(data)
-    elif task == "train":
+    elif kind == "cluster":
         n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, len(data.eval_images))
 
     logger = make_logger(
@@ -113,10 +112,12 @@ def run(cfg: DictConfig) -> float | None:
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, Tracker(job_dir, logger), timer, cache)
     failed = True
     try:
-        if task == "deblur":
+        if kind == "deblur":
             results = deblur.deblur_job(job, deblur_input(cfg.task, data))
+        elif kind == "unrolled":
+            results = unroll.lista_job(job)
         else:
-            results = classify.classify_job(job) if classifier else cluster_job(job, n_clusters)
+            results = classify.classify_job(job) if kind == "classifier" else cluster_job(job, n_clusters)
         results["seconds"] = timer.seconds
         results["config_hash"] = cfg_hash
         job.tracker.log_summary(results)
@@ -126,7 +127,7 @@ def run(cfg: DictConfig) -> float | None:
         job.tracker.finish(failed)
     if results["wandb_dir"] and cfg.logger.get("mode") == "offline":
         log.info("W&B run saved offline; upload it with: wandb sync %s", results["wandb_dir"])
-    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in SHOWN[job_kind(task, classifier)]),
+    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in SHOWN[kind]),
              job_dir / "results.json")
     return score_of(results)
 
@@ -135,17 +136,30 @@ def run(cfg: DictConfig) -> float | None:
 SHOWN = {
     "classifier": ("test_acc", "top5_error"),
     "deblur": ("psnr_fista", "psnr_ista", "psnr_blurred"),
+    "unrolled": ("nmse_db_lista", "nmse_db_ista", "nmse_db_fista"),
     "cluster": ("public_score", "acc", "nmi", "private_score"),
 }
 
 
-def job_kind(task: str, classifier: bool) -> str:
-    return "deblur" if task == "deblur" else "classifier" if classifier else "cluster"
+def job_kind(cfg: DictConfig) -> str:
+    """deblur (task=deblur), classifier (model=mlp), unrolled (model=lista) or cluster (an encoder's codes)."""
+    if cfg.task.name == "deblur":
+        return "deblur"
+    return getattr(get_class(cfg.model._target_), "kind", "cluster")
+
+
+def needs_data(kind: str, cfg: DictConfig) -> bool:
+    if kind == "deblur":
+        return cfg.task.image == "data"
+    if kind == "unrolled":
+        return cfg.model.problem.kind == "patches"
+    return True
 
 
 def score_of(results: dict[str, Any]) -> float | None:
-    """The job's score for sweepers that optimise one: test accuracy, PSNR or the public clustering score."""
-    for kind in ("classifier", "deblur", "cluster"):
+    """The job's score for sweepers that optimise one: test accuracy, PSNR, LISTA's code error (dB) or the
+    public clustering score."""
+    for kind in SHOWN:
         if SHOWN[kind][0] in results:
             return results[SHOWN[kind][0]]
     return None
@@ -166,8 +180,8 @@ def check_ddp(cfg: DictConfig, multirun: bool) -> None:
             "accelerator=ddp runs one job at a time: Lightning starts each GPU's process by running the "
             "command again, which -m would turn into a new sweep; sweep with hydra/launcher=slurm_gpu instead"
         )
-    if is_classifier(cfg.model):
-        raise UserError("accelerator=ddp trains the autoencoder only; use accelerator=gpu for model=mlp")
+    if job_kind(cfg) != "cluster":
+        raise UserError("accelerator=ddp trains the encoders only (autoencoder, ista); use accelerator=gpu")
 
 
 def train_ddp_worker(cfg: DictConfig, job_dir: Path) -> None:
@@ -186,10 +200,6 @@ def partial_checkpoint(cache: Cache | None, key: str, job_dir: Path) -> Path:
     """Where training saves its state every epoch: beside the cache entry (so a killed job run again, in
     this sweep or another that needs the same model, goes on from its last epoch), else in the job folder."""
     return cache.root / f"{key}.partial.ckpt" if cache is not None else job_dir / "checkpoints" / "last.ckpt"
-
-
-def is_classifier(model_cfg: DictConfig) -> bool:
-    return getattr(get_class(model_cfg._target_), "kind", "encoder") == "classifier"
 
 
 def cluster_job(job: Job, n_clusters: int) -> dict[str, Any]:

@@ -154,3 +154,22 @@ def image_grid_figure(images: np.ndarray, title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def code_error_figure(curves: dict[str, list[float]], layers: int) -> Figure:
+    """Code NMSE (dB) against iterations (ISTA, FISTA) and layers (LISTA), one panel per reference."""
+    references = sorted({name.split("_vs_")[1] for name in curves})
+    fig, axes = plt.subplots(1, len(references), figsize=(6 * len(references), 4.2), squeeze=False)
+    for ax, reference in zip(axes[0], references):
+        for name, curve in curves.items():
+            method, against = name.split("_vs_")
+            if against == reference:
+                style = {"marker": "o", "markersize": 3} if method == "lista" else {}
+                ax.plot(range(1, len(curve) + 1), curve, label=method.upper(), **style)
+        ax.axvline(layers, color="grey", linestyle=":", label=f"T = {layers}")
+        ax.set(xlabel="iterations (ISTA, FISTA) / layers (LISTA)", ylabel="NMSE (dB)",
+               title=f"code error against the {'solver codes' if reference == 'solver' else 'true x'}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -70,7 +70,7 @@ class EpochCheckpoint(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)  # written by rank 0 only under DDP, with a barrier
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state; rank 0 writes it under DDP, with a barrier
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 

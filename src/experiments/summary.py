@@ -75,11 +75,28 @@ DEBLUR_COLUMNS: list[tuple[str, str]] = [
     ("job", "job"),
 ]
 
+# A learned-ISTA sweep (model=lista): code error (dB, lower is better) of LISTA and the solvers after T steps.
+LISTA_COLUMNS: list[tuple[str, str]] = [
+    ("LISTA NMSE (dB)", "nmse_db_lista"),
+    ("FISTA NMSE (dB)", "nmse_db_fista"),
+    ("ISTA NMSE (dB)", "nmse_db_ista"),
+    ("layers", "layers"),
+    ("problem", "problem"),
+    ("against", "scored_against"),
+    ("tied", "tied"),
+    ("fista_iterations_to_match_lista", "fista_iterations_to_match_lista"),
+    ("ista_iterations_to_match_lista", "ista_iterations_to_match_lista"),
+    ("seconds", "seconds"),
+    ("job", "job"),
+]
+
 # Per kind of job: the key its results.json has, its columns, and the columns that label its bars.
 TABLES = [
     ("test_acc", CLASSIFIER_COLUMNS, ("Loss", "Learning Rate")),
     ("psnr_fista", DEBLUR_COLUMNS, ("lam", "basis")),
+    ("nmse_db_lista", LISTA_COLUMNS, ("layers", "problem")),
 ]
+LOWER_IS_BETTER = {"nmse_db_lista"}
 CLUSTER_LABELS = ("model", "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
 
 
@@ -105,7 +122,8 @@ def columns_for(results: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], t
 def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[list[Any]]:
     """One row per job in `columns` order, best score (the first column) first, jobs without one last."""
     score = columns[0][1]
-    ordered = sorted(results, key=lambda r: (r.get(score) is None, -(r.get(score) or 0.0)))
+    sign = 1.0 if score in LOWER_IS_BETTER else -1.0
+    ordered = sorted(results, key=lambda r: (r.get(score) is None, sign * (r.get(score) or 0.0)))
     rows = []
     for r in ordered:
         row = {**r, "reducer": REDUCED_METHOD.get(r.get("reducer"), r.get("reducer"))}

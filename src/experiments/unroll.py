@@ -1,0 +1,197 @@
+"""The learned-ISTA job (model=lista): Lasso problems -> the solver's codes -> train LISTA on them ->
+its code error after T layers against ISTA's and FISTA's after T iterations."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from experiments import ista, plots
+from experiments.data import ImageDataModule, batches
+from experiments.errors import UserError
+from experiments.models.lista import nmse_db
+
+if TYPE_CHECKING:
+    from experiments.pipeline import Job
+
+log = logging.getLogger(__name__)
+
+# Keys of the model config that describe the problems and the training, not LISTA's own parameters.
+JOB_KEYS = ("problem", "batch_size")
+
+
+@dataclass
+class LassoProblems:
+    """Signals b = A x as columns, for training and for the comparison; the true x where known."""
+
+    dictionary: torch.Tensor  # A (m, n), unit-norm columns
+    train: torch.Tensor  # (m, N)
+    test: torch.Tensor  # (m, N_test)
+    test_truth: torch.Tensor | None  # (n, N_test)
+
+
+def synthetic_problems(rows: int, atoms: int, nonzeros: float, train_size: int, test_size: int, seed: int) -> LassoProblems:
+    """The LISTA literature's set: A Gaussian with unit-norm columns, x with a `nonzeros` fraction of N(0, 1)
+    entries (Bernoulli-Gaussian), b = A x without noise."""
+    generator = torch.Generator().manual_seed(seed)
+    A = torch.randn(rows, atoms, generator=generator)
+    A = A / A.norm(dim=0)
+    size = train_size + test_size
+    x = torch.randn(atoms, size, generator=generator) * (torch.rand(atoms, size, generator=generator) < nonzeros)
+    b = A @ x
+    return LassoProblems(A, b[:, :train_size], b[:, train_size:], x[:, train_size:])
+
+
+def overcomplete_dct(patch_size: int, atoms: int) -> torch.Tensor:
+    """The overcomplete 2-D DCT dictionary of sparse-coding papers (Elad and Aharon 2006): the outer
+    products of sqrt(atoms) sampled cosines per axis, DC removed from all but the first, unit-norm columns."""
+    per_axis = math.isqrt(atoms)
+    if per_axis * per_axis != atoms or per_axis < patch_size:
+        raise UserError(f"model.problem.atoms={atoms} must be a square of at least patch_size^2 "
+                        f"({patch_size**2}) for the DCT dictionary, e.g. {4 * patch_size**2}")
+    k = torch.arange(per_axis, dtype=torch.float64)
+    one_d = torch.cos(torch.outer(torch.arange(patch_size, dtype=torch.float64), k) * math.pi / per_axis)
+    one_d[:, 1:] -= one_d[:, 1:].mean(0)
+    two_d = torch.einsum("ia,jb->ijab", one_d, one_d).reshape(patch_size**2, atoms)
+    return (two_d / two_d.norm(dim=0)).float()
+
+
+def random_patches(images: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` size x size patches (first channel) at random places of random images, as columns."""
+    _, _, height, width = images.shape
+    if size > min(height, width):
+        raise UserError(f"model.problem.patch_size={size} is larger than the {height}x{width} images")
+    which = torch.randint(len(images), (count,), generator=generator)
+    top = torch.randint(height - size + 1, (count,), generator=generator)
+    left = torch.randint(width - size + 1, (count,), generator=generator)
+    rows = (top[:, None] + torch.arange(size))[:, :, None]
+    cols = (left[:, None] + torch.arange(size))[:, None, :]
+    return images[which[:, None, None], 0, rows, cols].reshape(count, -1).T
+
+
+def patch_problems(data: ImageDataModule, patch_size: int, atoms: int, train_size: int, test_size: int, seed: int) -> LassoProblems:
+    """Patches of the fit images to train on, of the eval images to compare on, in the DCT dictionary."""
+    generator = torch.Generator().manual_seed(seed)
+    train = random_patches(data.fit_images, patch_size, train_size, generator)
+    test = random_patches(data.eval_images, patch_size, test_size, generator)
+    return LassoProblems(overcomplete_dct(patch_size, atoms), train, test, None)
+
+
+def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) -> LassoProblems:
+    if min(problem.train_size, problem.test_size) < 1:
+        raise UserError("model.problem.train_size and test_size must be at least 1")
+    if problem.kind == "synthetic":
+        if not 0 < problem.nonzeros <= 1:
+            raise UserError(f"model.problem.nonzeros must be a fraction in (0, 1], got {problem.nonzeros}")
+        return synthetic_problems(problem.rows, problem.atoms, problem.nonzeros, problem.train_size,
+                                  problem.test_size, seed)
+    if problem.kind == "patches":
+        assert data is not None
+        return patch_problems(data, problem.patch_size, problem.atoms, problem.train_size, problem.test_size, seed)
+    raise UserError(f"model.problem.kind={problem.kind!r} is not one of synthetic, patches")
+
+
+def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> torch.Tensor:
+    """The targets: FISTA run to `target_tol` (relative duality gap)."""
+    result = ista.solve(problems.dictionary, signals, lam, method="fista", max_iter=problem.target_iterations,
+                        tol=problem.target_tol)
+    log.info("solver codes of %d signals: %d FISTA iterations, converged=%s", signals.shape[1], result.n_iter,
+             result.converged)
+    return result.x
+
+
+def error_curves(problems: LassoProblems, lam: float, iterations: int, references: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """NMSE (dB) of ISTA's and FISTA's iterates against each reference, for iterations 1..`iterations`."""
+    curves: dict[str, list[float]] = {}
+    for method in ("ista", "fista"):
+        for name in references:
+            curves[f"{method}_vs_{name}"] = []
+
+        def record(iteration: int, x: torch.Tensor) -> None:
+            for name, reference in references.items():
+                curves[f"{method}_vs_{name}"].append(nmse_db(x, reference))
+
+        ista.solve(problems.dictionary, problems.test, lam, method=method, max_iter=iterations, tol=0, callback=record)
+    return curves
+
+
+def first_reaching(curve: list[float], level: float) -> int | None:
+    """The first iteration (1-based) whose error is at most `level`."""
+    hits = np.flatnonzero(np.asarray(curve) <= level)
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def lista_job(job: Job) -> dict[str, Any]:
+    from experiments.pipeline import train_model
+
+    cfg, timer, tracker = job.cfg, job.timer, job.tracker
+    problem, lam, layers = cfg.model.problem, cfg.model.lam, cfg.model.layers
+    with timer("problems"):
+        problems = make_problems(problem, job.data, cfg.seed)
+    with timer("targets"):
+        train_targets = solver_codes(problems, problems.train, lam, problem)
+        test_targets = solver_codes(problems, problems.test, lam, problem)
+
+    model = instantiate(DictConfig({k: v for k, v in cfg.model.items() if k not in JOB_KEYS}), dictionary=problems.dictionary)
+    with timer("fit"):
+        history = train_model(
+            cfg.trainer, model, tracker.logger, job.dir / "checkpoints" / "last.ckpt", cfg.resume,
+            train_dataloaders=batches((problems.train.T, train_targets.T), cfg.model.batch_size, shuffle=True, seed=cfg.seed),
+            val_dataloaders=batches((problems.test.T, test_targets.T), 1024, shuffle=False),
+        )
+
+    with timer("compare"):
+        references = {"solver": test_targets, **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
+        curves = error_curves(problems, lam, problem.compare_iterations * layers, references)
+        model.eval()
+        with torch.no_grad():
+            per_layer = model(problems.test.to(model.device), all_layers=True)
+        for name, reference in references.items():
+            curves[f"lista_vs_{name}"] = [nmse_db(z.cpu(), reference) for z in per_layer]
+
+    score = "truth" if "truth" in references else "solver"
+    rows, results = [], {}
+    for method in ("lista", "ista", "fista"):
+        for name in references:
+            value = curves[f"{method}_vs_{name}"][layers - 1]
+            rows.append([method, layers, name, round(value, 3)])
+            results[f"{method}_nmse_db_vs_{name}"] = value
+    lista_error = results[f"lista_nmse_db_vs_{score}"]
+    results |= {f"nmse_db_{method}": results[f"{method}_nmse_db_vs_{score}"] for method in ("lista", "ista", "fista")}
+    for method in ("ista", "fista"):  # how long the solvers take to do what T layers do
+        results[f"{method}_iterations_to_match_lista"] = first_reaching(curves[f"{method}_vs_{score}"], lista_error)
+    results |= {
+        "layers": layers, "lam": lam, "problem": problem.kind, "scored_against": score,
+        "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,
+        "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
+        "final_val_loss": history[-1].get("val/loss") if history else None,
+        "model": job.choices.get("model"), "wandb_dir": tracker.wandb_dir,
+    }
+
+    with timer("plots"):
+        tracker.log_table("code_error", ["method", "iterations_or_layers", "against", "nmse_db"], rows)
+        tracker.log_figure("code_error", plots.code_error_figure(curves, layers))
+        log_error_chart(tracker, curves)
+    log.info("NMSE vs %s after %d: LISTA %.2f dB, ISTA %.2f dB, FISTA %.2f dB", score, layers, lista_error,
+             results[f"ista_nmse_db_vs_{score}"], results[f"fista_nmse_db_vs_{score}"])
+    return results
+
+
+def log_error_chart(tracker: Any, curves: dict[str, list[float]]) -> None:
+    """The curves as one W&B line chart (the panel that the code_error figure mirrors)."""
+    run = tracker.wandb_run
+    if run is None:
+        return
+    import wandb
+
+    names = list(curves)
+    run.log({"code_error_chart": wandb.plot.line_series(
+        xs=[list(range(1, len(curves[n]) + 1)) for n in names], ys=[curves[n] for n in names], keys=names,
+        title="code NMSE (dB) against iterations / layers", xname="iteration or layer")})

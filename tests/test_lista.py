@@ -1,0 +1,95 @@
+"""model=lista: LISTA starts as ISTA, learns to beat it at T steps, and the job reports the comparison."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+import wandb_records
+from conftest import run_cli
+from experiments.errors import UserError
+from experiments.ista import solve
+from experiments.models.lista import LISTA, nmse_db
+from experiments.unroll import overcomplete_dct, random_patches, synthetic_problems
+
+SMALL = ["model=lista", "model.layers=4", "model.problem.rows=50", "model.problem.atoms=100",
+         "model.problem.train_size=2000", "model.problem.test_size=300", "model.lr=5e-4"]
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_untrained_lista_is_exactly_ista_after_t_iterations(tied):
+    problems = synthetic_problems(30, 60, 0.1, 0, 20, seed=1)
+    model = LISTA(problems.dictionary, layers=5, lam=0.05, tied=tied)
+    with torch.no_grad():
+        layers = model(problems.test, all_layers=True)
+    for t in (1, 5):
+        ista = solve(problems.dictionary, problems.test, 0.05, method="ista", max_iter=t, tol=0).x
+        torch.testing.assert_close(layers[t - 1], ista, atol=1e-5, rtol=1e-5)
+
+
+def test_synthetic_problems_follow_the_literatures_recipe():
+    problems = synthetic_problems(250, 500, 0.1, 300, 200, seed=0)
+    A, x = problems.dictionary, problems.test_truth
+    assert A.shape == (250, 500) and problems.train.shape == (250, 300) and x.shape == (500, 200)
+    torch.testing.assert_close(A.norm(dim=0), torch.ones(500))
+    assert 0.08 < float((x != 0).float().mean()) < 0.12
+    torch.testing.assert_close(problems.test, A @ x)
+
+
+def test_dct_dictionary_and_patches():
+    D = overcomplete_dct(8, 256)
+    assert D.shape == (64, 256)
+    torch.testing.assert_close(D.norm(dim=0), torch.ones(256))
+    assert torch.linalg.matrix_rank(D.double()) == 64, "the atoms span every patch"
+    images = torch.arange(2 * 10 * 12, dtype=torch.float32).reshape(2, 1, 10, 12)
+    patches = random_patches(images, 4, 7, torch.Generator().manual_seed(0))
+    assert patches.shape == (16, 7)
+    first = patches[:, 0].reshape(4, 4)
+    assert torch.all(first[:, 1:] - first[:, :-1] == 1) and torch.all(first[1:] - first[:-1] == 12), "contiguous"
+    with pytest.raises(UserError, match="must be a square"):
+        overcomplete_dct(8, 200)
+    with pytest.raises(UserError, match="patch_size=16 is larger"):
+        random_patches(images, 16, 3, torch.Generator())
+
+
+def test_nmse_db():
+    truth = torch.ones(4, 3)
+    assert nmse_db(truth * 1.1, truth) == pytest.approx(-20.0)
+
+
+@pytest.mark.slow
+def test_lista_job_beats_ista_and_fista_at_t_steps_and_reports_it(tmp_path):
+    run = run_cli(tmp_path / "run", *SMALL)
+    assert run.returncode == 0, run.stderr
+    results = run.results
+    assert results["scored_against"] == "truth"
+    assert results["nmse_db_lista"] < min(results["nmse_db_ista"], results["nmse_db_fista"]) - 1.0, "by over 1 dB"
+    assert results["fista_iterations_to_match_lista"] is None or results["fista_iterations_to_match_lista"] > 4
+    with open(run.dir / "code_error.csv") as f:
+        table = {(r["method"], r["against"]): float(r["nmse_db"]) for r in csv.DictReader(f)}
+    assert table[("lista", "truth")] == pytest.approx(results["nmse_db_lista"], abs=1e-3)
+    assert {("ista", "solver"), ("fista", "solver"), ("lista", "solver")} <= set(table)
+    assert (run.dir / "plots" / "code_error.png").is_file()
+    assert {"code_error_chart_table/path", "code_error/path", "val/nmse_db"} <= wandb_records.history_keys(results["wandb_dir"])
+
+
+@pytest.mark.slow
+def test_lista_on_image_patches_is_scored_against_the_solver(tmp_path):
+    run = run_cli(tmp_path / "run", "model=lista", "model.problem.kind=patches", "data=digits", "model.layers=3",
+                  "model.problem.patch_size=4", "model.problem.atoms=64", "model.problem.train_size=1500",
+                  "model.problem.test_size=200", "trainer.max_epochs=10", "logger=csv")
+    assert run.returncode == 0, run.stderr
+    results = run.results
+    assert results["scored_against"] == "solver" and results["dictionary_shape"] == [16, 64]
+    assert results["nmse_db_lista"] < results["nmse_db_ista"]
+
+
+def test_a_lista_sweep_table_puts_the_lowest_code_error_first():
+    from experiments.summary import columns_for, summary_rows
+
+    results = [{"nmse_db_lista": -5.0, "layers": 4, "job": "0"}, {"nmse_db_lista": -11.0, "layers": 16, "job": "1"}]
+    columns, labels = columns_for(results)
+    assert columns[0][0] == "LISTA NMSE (dB)" and labels == ("layers", "problem")
+    assert [row[0] for row in summary_rows(results, columns)] == [-11.0, -5.0]
