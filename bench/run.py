@@ -7,6 +7,10 @@
 5. tsne_exact: reducer=tsne_exact vs openTSNE on 5,000 and 10,000 codes (time, and KL under the exact P).
 6. joblib: the latent_dims sweep on hydra/launcher=joblib (n_jobs=2) vs the basic launcher.
 7. ista: the Lasso solver's iterations (ISTA vs FISTA) and its batched speed against scikit-learn.
+8. deblur: task=deblur on the 256x256 camera: FISTA's iterations to 1e-4 and 1e-6 of F* (20,000 more
+   iterations estimate F*), objectives at 100 vs 1000 iterations, seconds per 100 iterations (float64 and
+   float32; on the GPU too where one is visible).
+9. lista: the default model=lista job: code error after 16 layers vs 16 iterations of ISTA and FISTA.
 
 Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits;
 `--only mlp,tsne_exact` re-measures some sections and keeps the others from the last bench.json.
@@ -279,6 +283,33 @@ def bench_ista() -> dict:
     }
 
 
+def bench_deblur(out: Path) -> dict:
+    """The seed's deblurring run, long enough to estimate F*, and its speed per dtype (and device)."""
+    job = cli_results(out / "deblur", ["task=deblur", "task.fista_iterations=5000", "task.reference_iterations=20000",
+                                       ])
+    speed = {"float64_cpu": (job["seconds_per_100_iterations_ista"], job["seconds_per_100_iterations_fista"])}
+    devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+    for accelerator in devices:
+        for dtype in ("float32", "float64"):
+            if (dtype, accelerator) == ("float64", "cpu"):
+                continue
+            short = cli_results(out / f"deblur_{dtype}_{accelerator}", [
+                "task=deblur", f"task.dtype={dtype}", f"accelerator={accelerator}"])
+            speed[f"{dtype}_{accelerator}"] = (short["seconds_per_100_iterations_ista"],
+                                               short["seconds_per_100_iterations_fista"])
+    keys = ("psnr_blurred", "psnr_ista", "psnr_fista", "objective_ista_at_1000", "objective_fista_at_100",
+            "fista_iterations_to_1e-4", "fista_iterations_to_1e-6")
+    return {**{k: job[k] for k in keys}, "seconds_per_100": speed}
+
+
+def bench_lista(out: Path) -> dict:
+    """The default model=lista job (250x500 synthetic set, 16 layers)."""
+    job = cli_results(out / "lista", ["model=lista"])
+    return {k: job[k] for k in ("nmse_db_lista", "nmse_db_ista", "nmse_db_fista", "layers",
+                                "fista_iterations_to_match_lista", "ista_iterations_to_match_lista")} | {
+        "fit_s": job["seconds"]["fit"], "targets_s": job["seconds"]["targets"]}
+
+
 def table(results: dict, where: str) -> str:
     rows = []
     if "sweep" in results:
@@ -315,6 +346,28 @@ def table(results: dict, where: str) -> str:
                      f"{i['batched_s'] / i['sparse_encode_s']:.1f}x and {i['batched_s'] / i['lasso_loop_s']:.1f}x the time",
                      f"{i['batched_s']:.2f} s vs {i['sparse_encode_s']:.2f} s vs {i['lasso_loop_s']:.2f} s; objective "
                      f"{i['batched_objective']:.4f} vs {i['sparse_encode_objective']:.4f} vs {i['lasso_loop_objective']:.4f}"))
+    if "deblur" in results:
+        d = results["deblur"]
+        rows.append(("deblurring the 256x256 camera (lam 1e-5, Haar): FISTA's objective after 100 iterations vs "
+                     "ISTA's after 1,000", f"{d['objective_fista_at_100'] / d['objective_ista_at_1000']:.3f} of it",
+                     f"{d['objective_fista_at_100']:.5f} vs {d['objective_ista_at_1000']:.5f}; PSNR blurred "
+                     f"{d['psnr_blurred']:.2f} dB, ISTA@1000 {d['psnr_ista']:.2f} dB, FISTA@5000 {d['psnr_fista']:.2f} dB"))
+        rows.append(("deblurring: FISTA iterations to 1e-4 and 1e-6 relative suboptimality (F* from 20,000 more; "
+                     "targets: within 1,000 and 5,000)", f"{d['fista_iterations_to_1e-4'] / 1000:.2f} and "
+                     f"{(d['fista_iterations_to_1e-6'] or 0) / 5000:.2f} of the targets",
+                     f"{d['fista_iterations_to_1e-4']} and {d['fista_iterations_to_1e-6']}"))
+        base = d["seconds_per_100"]["float64_cpu"][1]
+        for name, (ista_s, fista_s) in d["seconds_per_100"].items():
+            rows.append((f"deblurring: seconds per 100 FISTA iterations, {name.replace('_', ' on ')} vs float64 on cpu",
+                         f"{fista_s / base:.2f}x the time", f"{fista_s:.3f} s vs {base:.3f} s (ISTA {ista_s:.3f} s)"))
+    if "lista" in results:
+        li = results["lista"]
+        rows.append((f"LISTA, {li['layers']} layers, vs {li['layers']} iterations of FISTA and ISTA (code NMSE against "
+                     "the true x, 250x500 synthetic set)", f"{li['nmse_db_lista'] - li['nmse_db_fista']:+.2f} dB vs FISTA, "
+                     f"{li['nmse_db_lista'] - li['nmse_db_ista']:+.2f} dB vs ISTA",
+                     f"{li['nmse_db_lista']:.2f} vs {li['nmse_db_fista']:.2f} vs {li['nmse_db_ista']:.2f} dB; FISTA needs "
+                     f"{li['fista_iterations_to_match_lista']} iterations and ISTA {li['ista_iterations_to_match_lista']} "
+                     f"to match (training {li['fit_s']:.0f} s)"))
     for e in results.get("tsne_exact", []):
         rows.append((f"t-SNE of {e['points']} codes, 750 iterations: tsne_exact ({e['device']}) vs openTSNE (time; KL "
                      "under the exact P)", f"{e['exact_s'] / e['opentsne_s']:.1f}x the time; KL {e['kl_ratio']:.3f} of it",
@@ -326,7 +379,7 @@ def table(results: dict, where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "ista", "joblib")
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "ista", "joblib", "deblur", "lista")
 
 
 def main() -> None:
@@ -356,6 +409,8 @@ def main() -> None:
         "sweep": lambda: bench_sweep(out, data_overrides),
         "ista": bench_ista,
         "joblib": lambda: bench_joblib(out, data_overrides),
+        "deblur": lambda: bench_deblur(out),
+        "lista": lambda: bench_lista(out),
     }
     for section in SECTIONS:
         if section in only:
