@@ -180,7 +180,9 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
         raise UserError(f"task.lam must be >= 0, got {task.lam}")
     if task.sigma <= 0 or task.noise < 0:
         raise UserError(f"task.sigma must be > 0 and task.noise >= 0, got {task.sigma}, {task.noise}")
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+    accelerator = cfg.trainer.accelerator
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if on_gpu else "cpu")
     dtype = {"float64": torch.float64, "float32": torch.float32}[task.dtype]
     with timer("problem"):
         image = torch.from_numpy(load_image(task, data_image)).to(device, dtype)
