@@ -93,3 +93,29 @@ def test_a_lista_sweep_table_puts_the_lowest_code_error_first():
     columns, labels = columns_for(results)
     assert columns[0][0] == "LISTA NMSE (dB)" and labels == ("layers", "problem")
     assert [row[0] for row in summary_rows(results, columns)] == [-11.0, -5.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides, fragments",
+    [
+        (["model.target=truth", "model=lista_patches"], ["model.target='truth'", "synthetic"]),
+        (["model.problem.kind=nope"], ["model.problem.kind='nope'"]),
+        (["model.layers=0"], ["model.layers"]),
+        (["model=lista_patches", "model.problem.atoms=200"], ["model.problem.atoms=200", "square"]),
+    ],
+    ids=["truth_without_truth", "unknown_problem", "no_layers", "dct_atoms"],
+)
+def test_bad_lista_settings_give_one_line(tmp_path, overrides, fragments):
+    from test_cli_errors import assert_one_line_error
+
+    run = run_cli(tmp_path / "run", *SMALL, "data=digits", "logger=none", *overrides)
+    assert_one_line_error(run, *fragments)
+
+
+@pytest.mark.slow
+def test_lista_can_learn_the_true_codes_as_in_the_literature(tmp_path):
+    run = run_cli(tmp_path / "run", *SMALL, "model.target=truth", "logger=none")
+    assert run.returncode == 0, run.stderr
+    assert run.results["trained_on"] == "truth"
+    assert run.results["nmse_db_lista"] < run.results["nmse_db_fista"] - 1.0

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Keys of the model config that describe the problems and the training, not LISTA's own parameters.
-JOB_KEYS = ("problem", "batch_size")
+JOB_KEYS = ("problem", "batch_size", "target")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class LassoProblems:
     train: torch.Tensor  # (m, N)
     test: torch.Tensor  # (m, N_test)
     test_truth: torch.Tensor | None  # (n, N_test)
+    train_truth: torch.Tensor | None = None  # (n, N)
 
 
 def synthetic_problems(rows: int, atoms: int, nonzeros: float, train_size: int, test_size: int, seed: int) -> LassoProblems:
@@ -46,7 +47,7 @@ def synthetic_problems(rows: int, atoms: int, nonzeros: float, train_size: int, 
     size = train_size + test_size
     x = torch.randn(atoms, size, generator=generator) * (torch.rand(atoms, size, generator=generator) < nonzeros)
     b = A @ x
-    return LassoProblems(A, b[:, :train_size], b[:, train_size:], x[:, train_size:])
+    return LassoProblems(A, b[:, :train_size], b[:, train_size:], x[:, train_size:], x[:, :train_size])
 
 
 def overcomplete_dct(patch_size: int, atoms: int) -> torch.Tensor:
@@ -136,15 +137,20 @@ def lista_job(job: Job) -> dict[str, Any]:
     with timer("problems"):
         problems = make_problems(problem, job.data, cfg.seed)
     with timer("targets"):
-        train_targets = solver_codes(problems, problems.train, lam, problem)
         test_targets = solver_codes(problems, problems.test, lam, problem)
+        if cfg.model.target == "solver":
+            train_targets, val_targets = solver_codes(problems, problems.train, lam, problem), test_targets
+        elif cfg.model.target == "truth" and problems.train_truth is not None:
+            train_targets, val_targets = problems.train_truth, problems.test_truth  # the literature's supervised setting
+        else:
+            raise UserError(f"model.target={cfg.model.target!r}: use solver, or truth with model.problem.kind=synthetic")
 
     model = instantiate(DictConfig({k: v for k, v in cfg.model.items() if k not in JOB_KEYS}), dictionary=problems.dictionary)
     with timer("fit"):
         history = train_model(
             cfg.trainer, model, tracker.logger, job.dir / "checkpoints" / "last.ckpt", cfg.resume,
             train_dataloaders=batches((problems.train.T, train_targets.T), cfg.model.batch_size, shuffle=True, seed=cfg.seed),
-            val_dataloaders=batches((problems.test.T, test_targets.T), 1024, shuffle=False),
+            val_dataloaders=batches((problems.test.T, val_targets.T), 1024, shuffle=False),
         )
 
     with timer("compare"):
@@ -168,7 +174,7 @@ def lista_job(job: Job) -> dict[str, Any]:
     for method in ("ista", "fista"):  # how long the solvers take to do what T layers do
         results[f"{method}_iterations_to_match_lista"] = first_reaching(curves[f"{method}_vs_{score}"], lista_error)
     results |= {
-        "layers": layers, "lam": lam, "problem": problem.kind, "scored_against": score,
+        "layers": layers, "lam": lam, "problem": problem.kind, "trained_on": cfg.model.target, "scored_against": score,
         "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,
         "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
         "final_val_loss": history[-1].get("val/loss") if history else None,
