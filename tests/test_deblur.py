@@ -101,8 +101,11 @@ def test_a_users_colour_image_is_deblurred_per_channel_through_data_npy(tmp_path
         (["task.lam=-1"], ["task.lam must be >= 0"]),
         (["task.size=100"], ["task.basis=haar", "divisible by 8"]),
         (["task.image=nope"], ["task.image='nope'"]),
+        (["task.fista_iterations=0"], ["task.fista_iterations"]),
+        (["task.dtype=float16"], ["task.dtype='float16'"]),
+        (["task.image=data", "data=npy"], ["data.train_path"]),
     ],
-    ids=["kernel_too_large", "negative_lam", "haar_size", "unknown_image"],
+    ids=["kernel_too_large", "negative_lam", "haar_size", "unknown_image", "no_iterations", "dtype", "no_user_image"],
 )
 def test_bad_deblur_settings_give_one_line(tmp_path, overrides, fragments):
     run = run_cli(tmp_path / "run", "task=deblur", "logger=none", *overrides)

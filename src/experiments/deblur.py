@@ -180,10 +180,15 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
         raise UserError(f"task.lam must be >= 0, got {task.lam}")
     if task.sigma <= 0 or task.noise < 0:
         raise UserError(f"task.sigma must be > 0 and task.noise >= 0, got {task.sigma}, {task.noise}")
+    if min(task.ista_iterations, task.fista_iterations) < 1 or task.reference_iterations < 0:
+        raise UserError("task.ista_iterations and task.fista_iterations must be at least 1, "
+                        "task.reference_iterations at least 0")
+    if task.dtype not in ("float64", "float32"):
+        raise UserError(f"task.dtype={task.dtype!r} is not one of float64, float32")
     accelerator = cfg.trainer.accelerator
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if on_gpu else "cpu")
-    dtype = {"float64": torch.float64, "float32": torch.float32}[task.dtype]
+    dtype = getattr(torch, task.dtype)
     with timer("problem"):
         image = torch.from_numpy(load_image(task, data_image)).to(device, dtype)
         channels, height, width = image.shape
