@@ -45,8 +45,10 @@ class SparseCoding(pl.LightningModule):
 
     def sparse_codes(self, images: torch.Tensor, x0: torch.Tensor | None, iterations: int, tol: float) -> ista.LassoResult:
         """FISTA's codes (latent_dim, k) for the images' columns (pixels, k), D held fixed."""
-        return ista.solve(self.dictionary.detach(), images.flatten(1).T, self.hparams.lam, method="fista",
-                          max_iter=iterations, tol=tol, x0=x0)
+        # In float32 even under mixed precision (accelerator=gpu): the duality gap needs the digits.
+        with torch.autocast(self.device.type, enabled=False):
+            return ista.solve(self.dictionary.detach().float(), images.flatten(1).T.float(), self.hparams.lam,
+                              method="fista", max_iter=iterations, tol=tol, x0=x0)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
