@@ -86,15 +86,6 @@ def test_lista_on_image_patches_is_scored_against_the_solver(tmp_path):
     assert results["nmse_db_lista"] < results["nmse_db_ista"]
 
 
-def test_a_lista_sweep_table_puts_the_lowest_code_error_first():
-    from experiments.summary import columns_for, summary_rows
-
-    results = [{"nmse_db_lista": -5.0, "layers": 4, "job": "0"}, {"nmse_db_lista": -11.0, "layers": 16, "job": "1"}]
-    columns, labels = columns_for(results)
-    assert columns[0][0] == "LISTA NMSE (dB)" and labels == ("layers", "problem")
-    assert [row[0] for row in summary_rows(results, columns)] == [-11.0, -5.0]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides, fragments",
@@ -119,3 +110,4 @@ def test_lista_can_learn_the_true_codes_as_in_the_literature(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.results["trained_on"] == "truth"
     assert run.results["nmse_db_lista"] < run.results["nmse_db_fista"] - 1.0
+

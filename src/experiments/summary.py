@@ -128,7 +128,8 @@ def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]]) 
     for r in ordered:
         row = {**r, "reducer": REDUCED_METHOD.get(r.get("reducer"), r.get("reducer"))}
         row["seconds"] = round(sum(r.get("seconds", {}).values()), 1)
-        rows.append([round(v, 5) if isinstance(v, float) else v for v in (row.get(key) for _, key in columns)])
+        # Five significant digits, not five decimals: a lam of 3e-6 must not show as 0.0.
+        rows.append([float(f"{v:.5g}") if isinstance(v, float) else v for v in (row.get(key) for _, key in columns)])
     return rows
 
 
