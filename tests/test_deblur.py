@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 import wandb_records
 from conftest import run_cli
+from test_cli_errors import assert_one_line_error
+
 from experiments.deblur import Blur, BlurInBasis, HaarBasis, gaussian_kernel
 from experiments.errors import UserError
-from test_cli_errors import assert_one_line_error
 
 
 def columns(k: int, n: int = 32 * 48, seed: int = 0) -> torch.Tensor:

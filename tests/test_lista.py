@@ -6,9 +6,9 @@ import csv
 
 import pytest
 import torch
-
 import wandb_records
 from conftest import run_cli
+
 from experiments.errors import UserError
 from experiments.ista import solve
 from experiments.models.lista import LISTA, nmse_db

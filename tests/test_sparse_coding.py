@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-
 import wandb_records
 from conftest import QUICK, run_cli
+
 from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.ista import SparseCoding

@@ -205,14 +205,8 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
     restored: dict[str, torch.Tensor] = {}
     results: dict[str, Any] = {"psnr_blurred": psnr(blurred.clamp(0, 1), sharp)}
     for method, iterations in (("ista", task.ista_iterations), ("fista", task.fista_iterations)):
-        psnrs: list[float] = []
-
-        def record(iteration: int, x: torch.Tensor) -> None:
-            psnrs.append(psnr(operator.basis.synthesis(x).clamp(0, 1), sharp))
-
         with timer(method):
-            result = ista.solve(operator, blurred, task.lam, method=method, max_iter=iterations, tol=task.tol,
-                                x0=operator.basis.analysis(blurred), callback=record)
+            result, psnrs = solve_with_psnr(operator, blurred, sharp, task.lam, method, iterations, task.tol)
         restored[method] = operator.basis.synthesis(result.x).clamp(0, 1)
         curves[f"objective_{method}"], curves[f"psnr_{method}"] = result.objective.tolist(), psnrs
         results |= {f"psnr_{method}": psnrs[-1], f"iterations_{method}": result.n_iter,
@@ -239,11 +233,26 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
     return results
 
 
+def solve_with_psnr(
+    operator: BlurInBasis, blurred: torch.Tensor, sharp: torch.Tensor, lam: float, method: str, iterations: int,
+    tol: float,
+) -> tuple[ista.LassoResult, list[float]]:
+    """Solve from the blurred image's coefficients, recording the restored image's PSNR at every iteration."""
+    psnrs: list[float] = []
+
+    def record(iteration: int, x: torch.Tensor) -> None:
+        psnrs.append(psnr(operator.basis.synthesis(x).clamp(0, 1), sharp))
+
+    result = ista.solve(operator, blurred, lam, method=method, max_iter=iterations, tol=tol,
+                        x0=operator.basis.analysis(blurred), callback=record)
+    return result, psnrs
+
+
 def objective_checkpoints(curves: dict[str, list[float]]) -> dict[str, float | None]:
     """The seed's comparison: FISTA's objective after 100 iterations against ISTA's after 1000."""
-    at = lambda curve, n: curve[n - 1] if len(curve) >= n else None  # noqa: E731
-    return {"objective_ista_at_1000": at(curves["objective_ista"], 1000),
-            "objective_fista_at_100": at(curves["objective_fista"], 100)}
+    ista_curve, fista_curve = curves["objective_ista"], curves["objective_fista"]
+    return {"objective_ista_at_1000": ista_curve[999] if len(ista_curve) >= 1000 else None,
+            "objective_fista_at_100": fista_curve[99] if len(fista_curve) >= 100 else None}
 
 
 def suboptimality_iterations(fista: list[float], reference: float) -> dict[str, Any]:

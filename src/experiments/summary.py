@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 
 from experiments import plots
 from experiments.errors import UserError
-from experiments.launch import check_launcher
 from experiments.files import atomic_path, write_text
+from experiments.launch import check_launcher
 from experiments.tracking import make_logger, sweep_group, write_csv
 
 log = logging.getLogger(__name__)

@@ -112,15 +112,22 @@ def error_curves(problems: LassoProblems, lam: float, iterations: int, reference
     """NMSE (dB) of ISTA's and FISTA's iterates against each reference, for iterations 1..`iterations`."""
     curves: dict[str, list[float]] = {}
     for method in ("ista", "fista"):
-        for name in references:
-            curves[f"{method}_vs_{name}"] = []
-
-        def record(iteration: int, x: torch.Tensor) -> None:
-            for name, reference in references.items():
-                curves[f"{method}_vs_{name}"].append(nmse_db(x, reference))
-
-        ista.solve(problems.dictionary, problems.test, lam, method=method, max_iter=iterations, tol=0, callback=record)
+        errors = iterate_errors(problems, lam, method, iterations, references)
+        curves |= {f"{method}_vs_{name}": curve for name, curve in errors.items()}
     return curves
+
+
+def iterate_errors(problems: LassoProblems, lam: float, method: str, iterations: int,
+                   references: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """One solver's NMSE (dB) against each reference, at every iteration."""
+    errors: dict[str, list[float]] = {name: [] for name in references}
+
+    def record(iteration: int, x: torch.Tensor) -> None:
+        for name, reference in references.items():
+            errors[name].append(nmse_db(x, reference))
+
+    ista.solve(problems.dictionary, problems.test, lam, method=method, max_iter=iterations, tol=0, callback=record)
+    return errors
 
 
 def first_reaching(curve: list[float], level: float) -> int | None:
