@@ -57,13 +57,15 @@ def objective(A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float) -
 
 
 def objective_and_gap(
-    A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float, with_gap: bool = True
+    A: LinearOperator, b: torch.Tensor, x: torch.Tensor, lam: float, with_gap: bool = True,
+    Ax: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """F per column and, with `with_gap`, the relative duality gap per column, from one residual r = b - A x.
+    """F per column and, with `with_gap`, the relative duality gap per column, from one residual r = b - A x
+    (`Ax`, when the caller has it already).
 
     The dual point is theta = r / max(1, ||A^T r||_inf / lam).
     """
-    r = b - A(x)
+    r = b - (A(x) if Ax is None else Ax)
     primal = 0.5 * (r * r).sum(0) + lam * x.abs().sum(0)
     if not with_gap:
         return primal, None
@@ -126,11 +128,15 @@ def solve(
     else:
         L = 1.0 / float(step)
 
+    # A x is kept beside x, and A y = A x_k + beta (A x_k - A x_{k-1}) by linearity: one application of A and
+    # one of its adjoint per iteration (two of A without this).
     y, t = x.clone(), 1.0
+    Ax = operator(x)
+    Ay = Ax
     history, gap, converged = [], float("inf"), False
     for iteration in range(1, max_iter + 1):
-        point = y if method == "fista" else x
-        residual = operator(point) - b2
+        point, A_point = (y, Ay) if method == "fista" else (x, Ax)
+        residual = A_point - b2
         grad = operator.adjoint(residual)
         f_point = 0.5 * float((residual * residual).sum())
         while True:
@@ -138,16 +144,18 @@ def solve(
             if not backtracking or sufficient_decrease(operator, b2, f_point, point, x_new, grad, L):
                 break
             L *= 2.0
+        Ax_new = operator(x_new)
         if method == "fista":
             t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            y = x_new + ((t - 1) / t_new) * (x_new - x)
+            beta = (t - 1) / t_new
+            y, Ay = x_new + beta * (x_new - x), Ax_new + beta * (Ax_new - Ax)
             t = t_new
         change = float(torch.linalg.vector_norm(x_new - x) / torch.clamp(torch.linalg.vector_norm(x_new), min=1e-300))
-        x = x_new
+        x, Ax = x_new, Ax_new
         if callback is not None:
             callback(iteration, x[:, 0] if single else x)
         with_gap = stop == "gap" and (tol > 0 or iteration == max_iter)
-        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=with_gap)
+        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=with_gap, Ax=Ax)
         history.append(float(primal.sum()))
         gap = float(relative_gap.max()) if relative_gap is not None else change
         if tol > 0 and gap <= tol:
