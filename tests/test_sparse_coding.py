@@ -57,6 +57,13 @@ def test_codes_are_the_lasso_solution_for_the_dictionary():
     torch.testing.assert_close(correlation[support], 0.2 * codes[support].sign(), atol=3e-3, rtol=0)
 
 
+def test_encoding_that_runs_out_of_iterations_says_so(caplog):
+    model = SparseCoding((1, 8, 8), latent_dim=48, lam=0.01, encode_iterations=2, encode_tol=1e-9)
+    model.encode(torch.rand(10, 1, 8, 8))
+    assert model.solver_report() == {"codes_converged": False, "codes_max_gap": None}
+    assert "without converging" in caplog.text
+
+
 def test_bad_sparse_coding_settings_are_refused():
     with pytest.raises(UserError, match="model.lam"):
         SparseCoding((1, 8, 8), lam=-0.1)
@@ -72,6 +79,7 @@ def test_sparse_coding_runs_the_core_pipeline_with_its_sparsity_and_atoms(tmp_pa
     assert results["model"] == "ista" and results["latent_dim"] == 48
     assert 0.2 < results["code_sparsity"] < 1.0
     assert results["recon_mse"] < 0.03
+    assert results["codes_converged"] is True and results["codes_max_gap"] <= 1e-3
     assert results["acc"] > 0.6, "sparse codes of digits cluster far better than chance"
     assert (run.dir / "plots" / "atoms.png").is_file()
     history = wandb_records.history_keys(results["wandb_dir"])

@@ -252,6 +252,8 @@ def cluster_job(job: Job, n_clusters: int) -> dict[str, Any]:
         }
         if hasattr(reducer, "kl_divergence_"):
             results["tsne_kl"] = reducer.kl_divergence_
+        if hasattr(model, "solver_report"):  # codes found by a solver (model=ista): did it converge?
+            results |= model.solver_report()
 
     with timer("plots"):
         log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)

@@ -42,6 +42,7 @@ class SparseCoding(pl.LightningModule):
         atoms = torch.randn(int(torch.tensor(image_shape).prod()), latent_dim)
         self.dictionary = torch.nn.Parameter(atoms / atoms.norm(dim=0))
         self.warm_codes: torch.Tensor | None = None  # (latent_dim, n_fit): each fit image's last code
+        self.encode_gaps: list[float] = []  # per encoded batch: the final relative gap (inf: not converged)
 
     def sparse_codes(self, images: torch.Tensor, x0: torch.Tensor | None, iterations: int, tol: float) -> ista.LassoResult:
         """FISTA's codes (latent_dim, k) for the images' columns (pixels, k), D held fixed."""
@@ -53,7 +54,14 @@ class SparseCoding(pl.LightningModule):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         result = self.sparse_codes(images, None, self.hparams.encode_iterations, self.hparams.encode_tol)
+        self.encode_gaps.append(result.gap if result.converged else float("inf"))
         return result.x.T
+
+    def solver_report(self) -> dict[str, bool | float | None]:
+        """Whether FISTA reached `encode_tol` for every batch encoded so far, and the largest final gap."""
+        finite = [g for g in self.encode_gaps if g != float("inf")]
+        return {"codes_converged": len(finite) == len(self.encode_gaps),
+                "codes_max_gap": max(finite) if finite and len(finite) == len(self.encode_gaps) else None}
 
     def decoder(self, codes: torch.Tensor) -> torch.Tensor:
         """D z, as images."""
