@@ -99,13 +99,13 @@ def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) 
     raise UserError(f"model.problem.kind={problem.kind!r} is not one of synthetic, patches")
 
 
-def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> torch.Tensor:
+def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> ista.LassoResult:
     """The targets: FISTA run to `target_tol` (relative duality gap)."""
     result = ista.solve(problems.dictionary, signals, lam, method="fista", max_iter=problem.target_iterations,
                         tol=problem.target_tol)
     log.info("solver codes of %d signals: %d FISTA iterations, converged=%s", signals.shape[1], result.n_iter,
              result.converged)
-    return result.x
+    return result
 
 
 def error_curves(problems: LassoProblems, lam: float, iterations: int, references: dict[str, torch.Tensor]) -> dict[str, list[float]]:
@@ -144,9 +144,11 @@ def lista_job(job: Job) -> dict[str, Any]:
     with timer("problems"):
         problems = make_problems(problem, job.data, cfg.seed)
     with timer("targets"):
-        test_targets = solver_codes(problems, problems.test, lam, problem)
+        solved = {"test": solver_codes(problems, problems.test, lam, problem)}
+        test_targets = solved["test"].x
         if cfg.model.target == "solver":
-            train_targets, val_targets = solver_codes(problems, problems.train, lam, problem), test_targets
+            solved["train"] = solver_codes(problems, problems.train, lam, problem)
+            train_targets, val_targets = solved["train"].x, test_targets
         elif cfg.model.target == "truth" and problems.train_truth is not None:
             train_targets, val_targets = problems.train_truth, problems.test_truth  # the literature's supervised setting
         else:
@@ -185,6 +187,7 @@ def lista_job(job: Job) -> dict[str, Any]:
         "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,
         "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
         "final_val_loss": history[-1].get("val/loss") if history else None,
+        "targets_converged": all(r.converged for r in solved.values()),  # FISTA reached target_tol
         "model": job.choices.get("model"), "wandb_dir": tracker.wandb_dir,
     }
 
