@@ -72,6 +72,9 @@ def test_lista_job_beats_ista_and_fista_at_t_steps_and_reports_it(tmp_path):
     assert table[("lista", "truth")] == pytest.approx(results["nmse_db_lista"], abs=1e-3)
     assert {("ista", "solver"), ("fista", "solver"), ("lista", "solver")} <= set(table)
     assert (run.dir / "plots" / "code_error.png").is_file()
+    saved = torch.load(results["checkpoint"], weights_only=True)
+    model = LISTA(saved["dictionary"], layers=4)
+    model.load_state_dict(saved["state_dict"])  # the trained model, reloadable
     assert {"code_error_chart_table/path", "code_error/path", "val/nmse_db"} <= wandb_records.history_keys(results["wandb_dir"])
 
 

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from experiments import ista, plots
+from experiments.cache import save_entry
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError
 from experiments.models.lista import nmse_db
@@ -141,6 +142,8 @@ def lista_job(job: Job) -> dict[str, Any]:
 
     cfg, timer, tracker = job.cfg, job.timer, job.tracker
     problem, lam, layers = cfg.model.problem, cfg.model.lam, cfg.model.layers
+    if cfg.model.target not in ("solver", "truth") or (cfg.model.target == "truth" and problem.kind != "synthetic"):
+        raise UserError(f"model.target={cfg.model.target!r}: use solver, or truth with model.problem.kind=synthetic")
     with timer("problems"):
         problems = make_problems(problem, job.data, cfg.seed)
     with timer("targets"):
@@ -149,10 +152,8 @@ def lista_job(job: Job) -> dict[str, Any]:
         if cfg.model.target == "solver":
             solved["train"] = solver_codes(problems, problems.train, lam, problem)
             train_targets, val_targets = solved["train"].x, test_targets
-        elif cfg.model.target == "truth" and problems.train_truth is not None:
-            train_targets, val_targets = problems.train_truth, problems.test_truth  # the literature's supervised setting
-        else:
-            raise UserError(f"model.target={cfg.model.target!r}: use solver, or truth with model.problem.kind=synthetic")
+        else:  # the literature's supervised setting
+            train_targets, val_targets = problems.train_truth, problems.test_truth
 
     model = instantiate(DictConfig({k: v for k, v in cfg.model.items() if k not in JOB_KEYS}), dictionary=problems.dictionary)
     with timer("fit"):
@@ -161,6 +162,8 @@ def lista_job(job: Job) -> dict[str, Any]:
             train_dataloaders=batches((problems.train.T, train_targets.T), cfg.model.batch_size, shuffle=True, seed=cfg.seed),
             val_dataloaders=batches((problems.test.T, val_targets.T), 1024, shuffle=False),
         )
+    checkpoint = job.dir / "model.pt"
+    save_entry({"state_dict": model.state_dict(), "history": history, "dictionary": problems.dictionary}, checkpoint)
 
     with timer("compare"):
         references = {"solver": test_targets, **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
@@ -188,7 +191,7 @@ def lista_job(job: Job) -> dict[str, Any]:
         "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
         "final_val_loss": history[-1].get("val/loss") if history else None,
         "targets_converged": all(r.converged for r in solved.values()),  # FISTA reached target_tol
-        "model": job.choices.get("model"), "wandb_dir": tracker.wandb_dir,
+        "model": job.choices.get("model"), "checkpoint": str(checkpoint), "wandb_dir": tracker.wandb_dir,
     }
 
     with timer("plots"):
