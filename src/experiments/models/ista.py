@@ -42,7 +42,7 @@ class SparseCoding(pl.LightningModule):
         atoms = torch.randn(int(torch.tensor(image_shape).prod()), latent_dim)
         self.dictionary = torch.nn.Parameter(atoms / atoms.norm(dim=0))
         self.warm_codes: torch.Tensor | None = None  # (latent_dim, n_fit): each fit image's last code
-        self.encode_gaps: list[float] = []  # per encoded batch: the final relative gap (inf: not converged)
+        self.encoded: list[tuple[bool, float]] = []  # per encoded batch: did FISTA converge, its final gap
 
     def sparse_codes(self, images: torch.Tensor, x0: torch.Tensor | None, iterations: int, tol: float) -> ista.LassoResult:
         """FISTA's codes (latent_dim, k) for the images' columns (pixels, k), D held fixed."""
@@ -54,14 +54,14 @@ class SparseCoding(pl.LightningModule):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         result = self.sparse_codes(images, None, self.hparams.encode_iterations, self.hparams.encode_tol)
-        self.encode_gaps.append(result.gap if result.converged else float("inf"))
+        self.encoded.append((result.converged, result.gap))
         return result.x.T
 
     def solver_report(self) -> dict[str, bool | float | None]:
         """Whether FISTA reached `encode_tol` for every batch encoded so far, and the largest final gap."""
-        finite = [g for g in self.encode_gaps if g != float("inf")]
-        return {"codes_converged": len(finite) == len(self.encode_gaps),
-                "codes_max_gap": max(finite) if finite and len(finite) == len(self.encode_gaps) else None}
+        converged = all(done for done, _ in self.encoded)
+        return {"codes_converged": converged,
+                "codes_max_gap": max(gap for _, gap in self.encoded) if converged and self.encoded else None}
 
     def decoder(self, codes: torch.Tensor) -> torch.Tensor:
         """D z, as images."""
@@ -73,7 +73,7 @@ class SparseCoding(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         images, index = batch[0], batch[-1]  # the data module appends indices (with_index); labels unused
-        warm = self.warm_start(index, len(images))
+        warm = self.warm_start(index)
         codes = self.sparse_codes(images, warm[:, index], self.hparams.fit_iterations, tol=0).x
         warm[:, index] = codes
         return self.step_losses(images, codes, "train")
@@ -92,7 +92,7 @@ class SparseCoding(pl.LightningModule):
         self.log(f"{stage}/loss", loss, **per_epoch)
         return loss
 
-    def warm_start(self, index: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def warm_start(self, index: torch.Tensor) -> torch.Tensor:
         """The code store, grown to hold image `index.max()`; new images start from zero codes."""
         needed = int(index.max()) + 1
         if self.warm_codes is None or self.warm_codes.shape[1] < needed:
