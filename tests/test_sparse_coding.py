@@ -84,3 +84,8 @@ def test_sparse_coding_runs_the_core_pipeline_with_its_sparsity_and_atoms(tmp_pa
     assert (run.dir / "plots" / "atoms.png").is_file()
     history = wandb_records.history_keys(results["wandb_dir"])
     assert {"train/sparsity", "train/recon_mse", "atoms/path"} <= history, "curves and the atoms image reach W&B"
+
+    again = run_cli(tmp_path / "again", *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false", "logger=none")
+    assert again.returncode == 0, again.stderr
+    assert again.results["cache"] == "hit", "the learned dictionary is cached like an autoencoder"
+    assert again.results["acc"] == results["acc"] and again.results["recon_mse"] == pytest.approx(results["recon_mse"])
