@@ -9,8 +9,8 @@ twice ours; scikit-learn's Lasso scales the squared error by 1 / (2 n_rows), so 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -141,10 +141,10 @@ def solve(
         f_point = 0.5 * float((residual * residual).sum())
         while True:
             x_new = soft_threshold(point - grad / L, lam / L)
-            if not backtracking or sufficient_decrease(operator, b2, f_point, point, x_new, grad, L):
+            Ax_new = operator(x_new)  # the line search's test and the next iteration both need it
+            if not backtracking or sufficient_decrease(b2, f_point, point, x_new, Ax_new, grad, L):
                 break
             L *= 2.0
-        Ax_new = operator(x_new)
         if method == "fista":
             t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
             beta = (t - 1) / t_new
@@ -172,10 +172,10 @@ def solve(
 
 
 def sufficient_decrease(
-    A: LinearOperator, b: torch.Tensor, f_y: float, y: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, L: float
+    b: torch.Tensor, f_y: float, y: torch.Tensor, x: torch.Tensor, Ax: torch.Tensor, grad: torch.Tensor, L: float
 ) -> bool:
     """Beck and Teboulle's test: f(x) <= f(y) + <grad f(y), x - y> + L/2 ||x - y||^2, for f = 1/2||b - A.||^2."""
-    r = b - A(x)
+    r = b - Ax
     d = x - y
     return bool(0.5 * (r * r).sum() <= f_y + (grad * d).sum() + 0.5 * L * (d * d).sum() + 1e-12 * abs(f_y))
 
