@@ -70,7 +70,7 @@ class Job:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Run one job; return its score (`score_of`), for sweepers that optimise it."""
+    """Run one job; return its score (the first of `SHOWN[kind]`), for sweepers that optimise it."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -81,12 +81,12 @@ def run(cfg: DictConfig) -> float | None:
             return train_ddp_worker(cfg, job_dir)
     log.info("threads per job: %d", limit_threads(hydra_cfg))
     cfg_hash = config_hash(resolved(cfg))
+    kind = job_kind(cfg)
     if cfg.resume and (done := finished_results(job_dir, cfg_hash)) is not None:
         log.info("already finished, skipped (resume=true): %s", job_dir / "results.json")
-        return score_of(done)
+        return done[SHOWN[kind][0]]
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     timer = StageTimer()
-    kind = job_kind(cfg)
 
     data: ImageDataModule | None = None
     if needs_data(kind, cfg):
@@ -129,10 +129,11 @@ def run(cfg: DictConfig) -> float | None:
         log.info("W&B run saved offline; upload it with: wandb sync %s", results["wandb_dir"])
     log.info("results: %s -> %s", " ".join(f"{k}={fmt(results[k])}" for k in SHOWN[kind]),
              job_dir / "results.json")
-    return score_of(results)
+    return results[SHOWN[kind][0]]
 
 
-# What the last log line shows, and the score a sweeper optimises (the first), per kind of job.
+# What the last log line shows, and the score a sweeper optimises and a resumed job returns (the first),
+# per kind of job.
 SHOWN = {
     "classifier": ("test_acc", "top5_error"),
     "deblur": ("psnr_fista", "psnr_ista", "psnr_blurred"),
@@ -154,15 +155,6 @@ def needs_data(kind: str, cfg: DictConfig) -> bool:
     if kind == "unrolled":
         return cfg.model.problem.kind == "patches"
     return True
-
-
-def score_of(results: dict[str, Any]) -> float | None:
-    """The job's score for sweepers that optimise one: test accuracy, PSNR, LISTA's code error (dB) or the
-    public clustering score."""
-    for kind in SHOWN:
-        if SHOWN[kind][0] in results:
-            return results[SHOWN[kind][0]]
-    return None
 
 
 def deblur_input(task_cfg: DictConfig, data: ImageDataModule | None) -> np.ndarray | None:
@@ -189,11 +181,18 @@ def train_ddp_worker(cfg: DictConfig, job_dir: Path) -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data: ImageDataModule = instantiate(cfg.data)
     data.setup()
-    model = instantiate(cfg.model, image_shape=data.image_shape)
-    data.with_index = getattr(model, "needs_example_index", False)
+    model = encoder_for(cfg, data)
     cache = Cache(cfg.cache_dir) if cfg.cache else None
     checkpoint = partial_checkpoint(cache, model_cache_key(cfg), job_dir)
     train_model(cfg.trainer, model, None, checkpoint, cfg.resume, datamodule=data)
+
+
+def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
+    """The configured encoder, sized for the data; the data's training batches carry image indices when the
+    model asks (sparse coding warm-starts each image's code)."""
+    model = instantiate(cfg.model, image_shape=data.image_shape)
+    data.with_index = getattr(model, "needs_example_index", False)
+    return model
 
 
 def partial_checkpoint(cache: Cache | None, key: str, job_dir: Path) -> Path:
@@ -337,8 +336,7 @@ def fit_or_load(
     cfg: DictConfig, data: ImageDataModule, logger: pl.loggers.Logger | None, cache: Cache | None, key: str
 ) -> tuple[pl.LightningModule, Entry, str]:
     """The trained model, from the cache when one with the same settings exists; and "hit"/"miss"/"off"."""
-    model = instantiate(cfg.model, image_shape=data.image_shape)
-    data.with_index = getattr(model, "needs_example_index", False)
+    model = encoder_for(cfg, data)
     job_dir = Path(HydraConfig.get().runtime.output_dir)
 
     def train() -> Entry:
