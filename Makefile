@@ -34,8 +34,9 @@ $(FASHION_MNIST):
 run: install
 	$(PY) -m experiments
 
+# Tests on every core (pytest-xdist), each worker single-threaded; line coverage of src/ printed at the end.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal --cov --cov-report=term
 
 sweep: install
 	$(PY) -m experiments +sweep=latent_dims -m

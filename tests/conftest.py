@@ -1,18 +1,102 @@
-"""Helpers for end-to-end tests: run `python -m experiments` as a user would, in a subprocess."""
+"""Helpers: compose configs and run jobs in-process (Hydra's compose API), or run `python -m experiments` in a
+subprocess as a user would (the few end-to-end tests), and read W&B runs with W&B's own reader."""
 
 from __future__ import annotations
 
-import json
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Tests run on several workers (make test: -n auto): one thread each, for torch, BLAS and OpenMP, and for
+    # the commands they start, so the workers share the cores instead of fighting over them (OpenMP's threads
+    # spin while they wait). Set before torch or numpy is imported.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import experiments.__main__  # noqa: F401 - registers the config's resolvers (sweep_name, score_direction)
+from experiments import jobs, pipeline
+from experiments.data import ImageDataModule
+from experiments.errors import UserError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Settings that keep a run on the digits small and quick: fit on 1,000 of them, score 600.
+QUICK = ["data=digits", "data.fit_limit=1000", "data.eval_limit=600", "trainer.max_epochs=2", "plots.max_points=300"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests spread evenly through the run: on several workers (make test: -n auto) each worker's
+    share of the list holds its share of the long tests, so the workers finish together."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    every = len(fast) // max(len(slow), 1) + 1
+    items[:] = [item for i, test in enumerate(fast) for item in ([slow[i // every]] if i % every == 0 and i // every < len(slow) else []) + [test]]
+    items += [item for item in slow if item not in items]
+
+
+def compose_config(*overrides: str, job_dir: Path | None = None, hydra_context: bool = False) -> DictConfig:
+    """The job config `python -m experiments OVERRIDES` would get. With `job_dir` (or `hydra_context`) Hydra's
+    own config is set as it is inside a job, its output folder `job_dir`, so `pipeline.run` can run it here."""
+    with initialize_config_dir(str(CONF), version_base="1.3", job_name="experiments"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=job_dir is not None or hydra_context)
+    if job_dir is None and not hydra_context:
+        return cfg
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(job_dir)
+        cfg.hydra.job.override_dirname = ",".join(overrides)
+    HydraConfig.instance().set_config(cfg)
+    job_cfg = cfg.copy()
+    with open_dict(job_cfg):
+        del job_cfg["hydra"]
+    return job_cfg
+
+
+@dataclass
+class Job:
+    dir: Path
+    score: Any
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.dir / "results.json").read_text())
+
+
+def run_job(tmp_path: Path, *overrides: str, name: str = "run", cache: Path | None = None) -> Job:
+    """One job through `pipeline.run`, in this process, in `tmp_path/name`, its cache in `tmp_path/cache`."""
+    job_dir = tmp_path / name
+    cfg = compose_config(f"cache_dir={cache or tmp_path / 'cache'}", *overrides, job_dir=job_dir)
+    return Job(job_dir, pipeline.run(cfg))
+
+
+def check_job(*overrides: str) -> Any:
+    """The job kind's pre-flight check on the composed config (with its data loaded, as pipeline.run does)."""
+    cfg = compose_config(*overrides)
+    kind = jobs.load(cfg.task.kind)
+    data: ImageDataModule | None = None
+    try:
+        if kind.needs_data(cfg):
+            from hydra.utils import instantiate
+
+            data = instantiate(cfg.data)
+            data.setup()
+        return kind.check(cfg, data)
+    except Exception as e:  # a UserError raised in a constructor reaches us wrapped by Hydra
+        if isinstance(e, UserError) or isinstance(e.__cause__, UserError):
+            raise UserError(one_line(e)) from None
+        raise
 
 
 @dataclass
@@ -27,20 +111,31 @@ class Run:
         return json.loads((self.dir / "results.json").read_text())
 
 
-def run_cli(out_dir: Path, *overrides: str, multirun: bool = False, env: dict | None = None, cache: Path | None = None) -> Run:
-    """Run the CLI with its output folder (run or sweep dir) at `out_dir` and W&B offline."""
+def cli_env(cache: Path, extra: dict | None = None) -> dict[str, str]:
+    # Not the W&B service of this process's in-process runs (WANDB_SERVICE): a user's command starts its own.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "WANDB_SERVICE")}
+    return {**inherited, "WANDB_MODE": "offline", "EXPERIMENTS_CACHE_DIR": str(cache), **(extra or {})}
+
+
+def run_cli(out_dir: Path, *overrides: str, multirun: bool = False, env: dict | None = None, cache: Path | None = None,
+            dash_m: bool | None = None) -> Run:
+    """Run the CLI with its output folder (run or sweep dir) at `out_dir` and W&B offline; `dash_m` (default:
+    `multirun`) says whether the command line has -m (a sweep config sweeps without it)."""
     dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    args = [sys.executable, "-m", "experiments", f"{dir_key}={out_dir}", *overrides] + (["-m"] if multirun else [])
-    inherited = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    environment = {
-        **inherited,
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "EXPERIMENTS_CACHE_DIR": str(cache or out_dir.parent / "cache"),
-        **(env or {}),
-    }
-    done = subprocess.run(args, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    dash_m = multirun if dash_m is None else dash_m
+    args = [sys.executable, "-m", "experiments", f"{dir_key}={out_dir}", *overrides] + (["-m"] if dash_m else [])
+    done = subprocess.run(args, cwd=REPO, env=cli_env(cache or out_dir.parent / "cache", env), capture_output=True,
+                          text=True, timeout=600)
     return Run(done.returncode, done.stdout, done.stderr, out_dir)
+
+
+def assert_one_line_error(run: Run, *fragments: str) -> None:
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 def two_class_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,5 +158,25 @@ def npy_files(tmp_path: Path) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
-# Settings that keep a run on the digits small and quick.
-QUICK = ["data=digits", "trainer.max_epochs=2", "plots.max_points=500"]
+def wandb_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A W&B run's state, config, summary, name and tags, as W&B's own reader prints them."""
+    done = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--summary", "--json",
+                           str(run_dir)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def wandb_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of a W&B run's log (run, history, summary, exit, ...), as W&B's own reader prints them."""
+    done = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(run_dir)],
+                          capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def wandb_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's history rows (one per log call), as W&B's own reader prints them."""
+    return [r["history"]["item"] for r in wandb_records(run_dir) if r["type"] == "history"]
+
+
+def history_keys(run_dir: str | Path) -> set[str]:
+    """Every key logged to the run's history."""
+    return {key for row in wandb_history(run_dir) for key in row}

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.cache import Cache, cache_key
+from experiments.cache import Cache
+from experiments.fingerprint import settings_key as cache_key
 
 
 def trained(value: float) -> dict:
@@ -37,6 +38,19 @@ def test_a_failed_training_leaves_no_cache_entry(tmp_path):
         cache.get_or_compute("k", fail)
     assert not cache.path("k").exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_an_entry_leaves_no_lock_file_and_is_readable_by_the_group(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o002)
+    try:
+        Cache(tmp_path).get_or_compute("k", lambda: trained(1.0))
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir()] == ["k.pt"]
+    assert stat.S_IMODE((tmp_path / "k.pt").stat().st_mode) == 0o664
 
 
 def test_an_unreadable_entry_is_trained_again(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.data import FashionMNIST, NpyImages, as_image_batch, as_labels, read_idx
+from experiments.data import Digits, EpochBatches, FashionMNIST, NpyImages, as_image_batch, as_labels, batches, read_idx
 from experiments.errors import UserError
 
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -51,6 +51,9 @@ def test_uint8_and_float_images_of_the_same_picture_agree():
         (np.zeros(10), "not images"),
         (np.zeros((2, 5, 8, 8, 1)), "not images"),
         (np.zeros((2, 5, 8, 8)), "1 or 3 channels"),
+        (np.zeros((28, 28, 3), dtype=np.uint8), r"ambiguous.*data.layout=NHW"),
+        (np.zeros((4, 3, 32, 3), dtype=np.uint8), r"fits both NCHW and NHWC; set data.layout"),
+        (np.zeros((4, 1, 8, 1), dtype=np.uint8), r"fits both NCHW and NHWC"),
         (np.array([[[np.nan, 0.0]]]), "NaN or inf"),
         (np.array([[[np.inf, 0.0]]]), "NaN or inf"),
         (np.full((1, 2, 2), 200.0), r"must lie in \[0, 1\]"),
@@ -63,6 +66,24 @@ def test_bad_image_arrays_are_refused_with_a_reason(array, message):
         as_image_batch(array, "test")
 
 
+@pytest.mark.parametrize(
+    "shape, layout, expected",
+    [((28, 28, 3), "NHW", (28, 1, 28, 3)), ((1, 28, 28, 3), "NHWC", (1, 3, 28, 28)), ((4, 3, 32, 3), "NCHW", (4, 3, 32, 3)),
+     ((4, 3, 32, 3), "NHWC", (4, 3, 3, 32))],
+)
+def test_an_ambiguous_shape_is_read_as_the_layout_the_user_names(shape, layout, expected):
+    images = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) % 256
+    batch = as_image_batch(images.astype(np.uint8), "test", layout)
+    assert batch.shape == expected
+
+
+def test_a_layout_that_does_not_fit_the_shape_is_refused():
+    with pytest.raises(UserError, match="is not NHWC"):
+        as_image_batch(np.zeros((4, 8, 8), dtype=np.uint8), "test", "NHWC")
+    with pytest.raises(UserError, match="data.layout='HWC'"):
+        as_image_batch(np.zeros((4, 8, 8), dtype=np.uint8), "test", "HWC")
+
+
 def test_labels_must_match_images_and_be_whole_numbers():
     assert as_labels(np.array([[1], [2]]), 2, "l").tolist() == [1, 2]
     with pytest.raises(UserError, match="3 labels for 2 images"):
@@ -71,6 +92,10 @@ def test_labels_must_match_images_and_be_whole_numbers():
         as_labels(np.array([0.5, 1.0]), 2, "l")
     with pytest.raises(UserError, match="whole numbers"):
         as_labels(np.array([np.nan, 1.0]), 2, "l")
+    with pytest.raises(UserError, match="fit 64-bit integers"):
+        as_labels(np.array([1, 2**63 + 5], dtype=np.uint64), 2, "l")
+    with pytest.raises(UserError, match="fit 64-bit integers"):
+        as_labels(np.array([1.0, 1e19]), 2, "l")
 
 
 def test_npy_module_loads_fit_eval_and_labels(tmp_path):
@@ -170,14 +195,64 @@ def test_fashion_mnist_from_debian_has_60k_fit_and_10k_labelled_eval_images():
     assert 0.0 <= float(module.fit_images.min()) and float(module.fit_images.max()) == 1.0
 
 
+def epoch_orders(sampler: EpochBatches, epochs: range) -> list[list[int]]:
+    orders = []
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        orders.append([i for batch in sampler for i in batch])
+    return orders
+
+
+def test_each_epochs_order_comes_from_the_seed_and_the_epoch_alone():
+    straight = epoch_orders(EpochBatches(50, 8, shuffle=True, seed=3), range(4))
+    resumed = epoch_orders(EpochBatches(50, 8, shuffle=True, seed=3), range(2, 4))  # a new sampler, as after a resume
+    assert resumed == straight[2:], "epoch 2 has epoch 2's order, not epoch 0's"
+    assert straight[0] != straight[1] and sorted(straight[1]) == list(range(50))
+    assert epoch_orders(EpochBatches(50, 8, shuffle=True, seed=4), range(1)) != straight[:1]
+    assert epoch_orders(EpochBatches(5, 2, shuffle=False), range(2)) == [[0, 1, 2, 3, 4]] * 2
+
+
+@pytest.mark.parametrize("n, batch_size, world_size", [(513, 256, 2), (10, 3, 4), (7, 8, 3), (1797, 128, 2)])
+def test_ddp_shards_give_every_rank_the_same_number_of_batches_and_cover_every_image(n, batch_size, world_size):
+    shards = [EpochBatches(n, batch_size, shuffle=True, seed=0, rank=r, world_size=world_size) for r in range(world_size)]
+    batch_counts = [len(list(iter(s))) for s in shards]
+    assert len(set(batch_counts)) == 1, f"uneven batches per rank {batch_counts}: a collective would wait forever"
+    assert batch_counts[0] == len(shards[0])
+    seen = [i for s in shards for batch in s for i in batch]
+    assert set(seen) == set(range(n)) and len(seen) == -(-n // world_size) * world_size, "padded, as DistributedSampler"
+
+
 def test_training_batches_follow_the_seed():
     def first_batch(seed):
-        module = NpyImages.__new__(NpyImages)
-        NpyImages.__init__(module, train_path="unused", batch_size=4, seed=seed)
         import torch
 
-        module.fit_images = torch.arange(32, dtype=torch.float32).reshape(32, 1, 1, 1)
-        return next(iter(module.train_dataloader()))[0].flatten().tolist()
+        return next(iter(batches((torch.arange(32),), 4, shuffle=True, seed=seed)))[0].tolist()
 
     assert first_batch(0) == first_batch(0)
     assert first_batch(0) != first_batch(1)
+
+
+def test_digits_fit_and_eval_share_images_whatever_the_limits():
+    for limits in ({}, {"eval_limit": 500}, {"fit_limit": 100, "eval_limit": 500}):
+        module = Digits(**limits)
+        module.setup()
+        assert module.eval_overlaps_fit, limits
+    held_out = Digits(eval_fraction=0.3, eval_limit=100)
+    held_out.setup()
+    assert not held_out.eval_overlaps_fit
+
+
+def test_npy_eval_path_naming_the_train_file_shares_its_images(tmp_path):
+    fit = save(tmp_path, "fit.npy", np.zeros((6, 4, 4)))
+    assert npy_module(train_path=fit, eval_path=str(tmp_path / "." / "fit.npy")).eval_overlaps_fit
+    other = save(tmp_path, "other.npy", np.zeros((6, 4, 4)))
+    assert not npy_module(train_path=fit, eval_path=other).eval_overlaps_fit
+
+
+def test_the_source_digest_follows_the_files_content_not_their_names(tmp_path):
+    path = save(tmp_path, "fit.npy", np.zeros((6, 4, 4)))
+    before = NpyImages(train_path=path).source_digest
+    assert NpyImages(train_path=path).source_digest == before
+    np.save(path, np.ones((6, 4, 4)))  # regenerated under the same name
+    assert NpyImages(train_path=path).source_digest != before
+    assert Digits().source_digest == Digits().source_digest

@@ -2,13 +2,12 @@
 
 import logging
 
-import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Lasso
 
 from experiments.errors import UserError
-from experiments.ista import MatrixOperator, objective, solve
+from experiments.ista import MatrixOperator, first_iteration_within, objective, solve
 
 
 def problem(m=60, n=100, k=None, seed=0):
@@ -102,8 +101,15 @@ def test_fista_needs_fewer_iterations_than_ista_on_the_literatures_synthetic_las
     iterations = {}
     for method in ("ista", "fista"):
         curve = solve(A, b, lam, method=method, tol=0.0, max_iter=3000).objective
-        iterations[method] = int(np.argmax(((curve - best) / best).numpy() <= 1e-6)) + 1
+        iterations[method] = first_iteration_within((curve - best) / best, 1e-6)
+    assert iterations["fista"] is not None and iterations["ista"] is not None, "both reach 1e-6 within 3000"
     assert iterations["fista"] < iterations["ista"]
+
+
+def test_a_level_never_reached_has_no_first_iteration():
+    assert first_iteration_within([3.0, 2.0, 1.5], 1.0) is None, "not iteration 1, as np.argmax would say"
+    assert first_iteration_within([3.0, 2.0, 1.0, 0.5], 1.0) == 3
+    assert first_iteration_within(torch.tensor([0.5]), 1.0) == 1
 
 
 def test_a_solver_that_runs_out_of_iterations_says_so(caplog):

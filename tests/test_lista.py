@@ -6,13 +6,12 @@ import csv
 
 import pytest
 import torch
-import wandb_records
-from conftest import run_cli
+from conftest import check_job, history_keys, run_job
 
 from experiments.errors import UserError
 from experiments.ista import solve
+from experiments.jobs.lista import overcomplete_dct, random_patches, synthetic_problems
 from experiments.models.lista import LISTA, nmse_db
-from experiments.unroll import overcomplete_dct, random_patches, synthetic_problems
 
 SMALL = ["model=lista", "model.layers=4", "model.problem.rows=50", "model.problem.atoms=100",
          "model.problem.train_size=2000", "model.problem.test_size=300", "model.lr=5e-4"]
@@ -59,58 +58,62 @@ def test_nmse_db():
     assert nmse_db(truth * 1.1, truth) == pytest.approx(-20.0)
 
 
-@pytest.mark.slow
 def test_lista_job_beats_ista_and_fista_at_t_steps_and_reports_it(tmp_path):
-    run = run_cli(tmp_path / "run", *SMALL)
-    assert run.returncode == 0, run.stderr
-    results = run.results
+    job = run_job(tmp_path, *SMALL)
+    results = job.results
+    assert results["kind"] == "lista" and (results["score"], results["score_direction"]) == ("nmse_db_lista", "min")
+    assert job.score == results["nmse_db_lista"]
     assert results["scored_against"] == "truth" and results["targets_converged"] is True
     assert results["nmse_db_lista"] < min(results["nmse_db_ista"], results["nmse_db_fista"]) - 1.0, "by over 1 dB"
     assert results["fista_iterations_to_match_lista"] is None or results["fista_iterations_to_match_lista"] > 4
-    with open(run.dir / "code_error.csv") as f:
+    with open(job.dir / "code_error.csv") as f:
         table = {(r["method"], r["against"]): float(r["nmse_db"]) for r in csv.DictReader(f)}
     assert table[("lista", "truth")] == pytest.approx(results["nmse_db_lista"], abs=1e-3)
     assert {("ista", "solver"), ("fista", "solver"), ("lista", "solver")} <= set(table)
-    assert (run.dir / "plots" / "code_error.png").is_file()
+    assert (job.dir / "plots" / "code_error.png").is_file()
     saved = torch.load(results["checkpoint"], weights_only=True)
     model = LISTA(saved["dictionary"], layers=4)
     model.load_state_dict(saved["state_dict"])  # the trained model, reloadable
-    assert {"code_error_chart_table/path", "code_error/path", "val/nmse_db"} <= wandb_records.history_keys(results["wandb_dir"])
+    assert {"code_error_chart_table", "code_error", "val/nmse_db"} <= {k.split(".")[0] for k in history_keys(results["wandb_dir"])}
 
 
-@pytest.mark.slow
 def test_lista_on_image_patches_is_scored_against_the_solver(tmp_path):
-    run = run_cli(tmp_path / "run", "model=lista", "model.problem.kind=patches", "data=digits", "model.layers=3",
+    job = run_job(tmp_path, "model=lista", "model.problem.kind=patches", "data=digits", "model.layers=3",
                   "model.problem.patch_size=4", "model.problem.atoms=64", "model.problem.train_size=1500",
                   "model.problem.test_size=200", "trainer.max_epochs=10", "logger=csv")
-    assert run.returncode == 0, run.stderr
-    results = run.results
+    results = job.results
     assert results["scored_against"] == "solver" and results["dictionary_shape"] == [16, 64]
     assert results["nmse_db_lista"] < results["nmse_db_ista"]
 
 
-@pytest.mark.slow
+PATCHES = ["model=lista_patches", "data=digits"]
+
+
 @pytest.mark.parametrize(
-    "overrides, fragments",
+    "overrides, message",
     [
-        (["model.target=truth", "model=lista_patches"], ["model.target='truth'", "synthetic"]),
-        (["model.problem.kind=nope"], ["model.problem.kind='nope'"]),
-        (["model.layers=0"], ["model.layers"]),
-        (["model=lista_patches", "model.problem.atoms=200"], ["model.problem.atoms=200", "square"]),
+        ([*PATCHES, "model.target=truth"], "model.target='truth'.*synthetic"),
+        ([*SMALL, "model.target=nothing"], "model.target='nothing'"),
+        ([*SMALL, "model.problem.kind=nope"], "model.problem.kind='nope'"),
+        ([*SMALL, "model.layers=0"], "model.layers must be at least 1"),
+        ([*SMALL, "model.lam=-0.1"], "model.lam must be >= 0"),
+        ([*SMALL, "model.lr=0"], "model.lr > 0"),
+        ([*SMALL, "model.batch_size=0"], "model.batch_size"),
+        ([*SMALL, "model.problem.train_size=0"], "train_size and test_size"),
+        ([*SMALL, "model.problem.nonzeros=1.5"], "model.problem.nonzeros"),
+        ([*SMALL, "model.problem.target_iterations=0"], "target_iterations"),
+        ([*PATCHES, "model.problem.atoms=200"], "model.problem.atoms=200 must be a square"),
+        ([*PATCHES, "model.problem.patch_size=17"], "model.problem.atoms=256 must be a square of at least"),
+        ([*PATCHES, "model.problem.patch_size=12", "model.problem.atoms=576"], "patch_size=12 does not fit the 8x8"),
+        (["model=autoencoder", "task=lista"], "task=lista trains learned ISTA"),
     ],
-    ids=["truth_without_truth", "unknown_problem", "no_layers", "dct_atoms"],
 )
-def test_bad_lista_settings_give_one_line(tmp_path, overrides, fragments):
-    from test_cli_errors import assert_one_line_error
-
-    run = run_cli(tmp_path / "run", *SMALL, "data=digits", "logger=none", *overrides)
-    assert_one_line_error(run, *fragments)
+def test_bad_lista_settings_are_refused_by_the_check(overrides, message):
+    with pytest.raises(UserError, match=message):
+        check_job(*overrides)
 
 
-@pytest.mark.slow
 def test_lista_can_learn_the_true_codes_as_in_the_literature(tmp_path):
-    run = run_cli(tmp_path / "run", *SMALL, "model.target=truth", "logger=none")
-    assert run.returncode == 0, run.stderr
-    assert run.results["trained_on"] == "truth"
-    assert run.results["nmse_db_lista"] < run.results["nmse_db_fista"] - 1.0
-
+    job = run_job(tmp_path, *SMALL, "model.target=truth", "logger=none")
+    assert job.results["trained_on"] == "truth"
+    assert job.results["nmse_db_lista"] < job.results["nmse_db_fista"] - 1.0

@@ -1,9 +1,11 @@
-"""Interrupted sweeps: kill one for real, run the same command again, and nothing finished is recomputed."""
+"""Interrupted work: a resumed training is the uninterrupted one, a finished job is skipped only when its
+config and code match, and a sweep folder is never shared by two sweeps. One real kill of a sweep."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,31 +13,135 @@ import sys
 import time
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from conftest import QUICK, REPO, cli_env, compose_config, run_cli, run_job, wandb_summary
 
-import wandb_records
-from conftest import REPO, run_cli
-from test_cli_errors import assert_one_line_error
-
-pytestmark = pytest.mark.slow
-
-SWEEP = ["data=digits", "model.latent_dim=8,16,24", "trainer.max_epochs=60", "reducer=pca", "reducer.n_components=2",
-         "plots.tsne=false"]
+from experiments.data import Digits
+from experiments.errors import UserError
+from experiments.models.autoencoder import ConvAutoencoder
+from experiments.models.ista import SparseCoding
+from experiments.resume import finished_results, results_key, sweep_name
+from experiments.training import resolved, train_model
 
 
+class Killed(Exception):
+    """Stands for a SIGKILL between two epochs (a real one is tested end to end below)."""
+
+
+class KillAtEpoch(pl.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Killed
+
+
+def train(model_factory, checkpoint, epochs: int, kill_at: int | None = None) -> pl.LightningModule:
+    data = Digits(batch_size=128, fit_limit=600, eval_limit=100, seed=0)
+    data.setup()
+    pl.seed_everything(0, verbose=False)
+    model = model_factory(data)
+    data.with_index = getattr(model, "needs_example_index", False)
+    callbacks = [] if kill_at is None else [{"_target_": f"{__name__}.KillAtEpoch", "epoch": kill_at}]
+    cfg = compose_config(f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false")
+    cfg.trainer.callbacks = callbacks
+    train_model(cfg.trainer, model, None, checkpoint, resume=True, datamodule=data)
+    return model
+
+
+@pytest.mark.parametrize("factory", [
+    lambda data: ConvAutoencoder(data.image_shape, latent_dim=8),
+    lambda data: SparseCoding(data.image_shape, latent_dim=16, fit_iterations=10),  # warm starts are state too
+], ids=["autoencoder", "sparse_coding"])
+def test_a_training_killed_after_an_epoch_and_resumed_equals_the_uninterrupted_one(tmp_path, factory):
+    straight = train(factory, tmp_path / "a.ckpt", epochs=3)
+    with pytest.raises(Killed):
+        train(factory, tmp_path / "b.ckpt", epochs=3, kill_at=2)  # killed after epoch 1's checkpoint
+    assert (tmp_path / "b.ckpt").exists()
+    resumed = train(factory, tmp_path / "b.ckpt", epochs=3)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name} differs after the resume")
+    assert not (tmp_path / "b.ckpt").exists(), "the partial checkpoint is gone once training is done"
+
+
+def test_the_same_sweep_command_finds_the_same_folder():
+    same = sweep_name(["+sweep=latent_dims", "data=digits", "-m"])
+    assert same == sweep_name(["+sweep=latent_dims", "data=digits", "--multirun", "hydra/launcher=joblib",
+                               "hydra.launcher.n_jobs=2", "resume=false", "hydra.sweep.dir=x"])
+    assert same != sweep_name(["+sweep=latent_dims", "data=fashion_mnist", "-m"])
+    assert same.startswith("+sweep=latent_dims,data=digits-")
+
+
+def test_sweeps_that_differ_in_their_parameters_or_config_name_never_share_a_folder():
+    a = sweep_name(["hydra.sweeper.params.x=8,16", "-m"])
+    assert a != sweep_name(["hydra.sweeper.params.x=32,64", "-m"])
+    assert sweep_name(["--config-name", "other", "-m"]) != sweep_name(["-m"])
+    assert sweep_name(["--config-name=other", "-m"]) == sweep_name(["-cn", "other", "-m"])
+    assert sweep_name(["-m"]) == sweep_name(["hydra.mode=MULTIRUN"])
+
+
+def test_the_results_key_covers_what_shapes_results_not_where_they_are_logged():
+    def key(*overrides: str, digest: str = "data") -> str:
+        return results_key(resolved(compose_config(*overrides)), digest)
+
+    base = key()
+    for where in ("logger.mode=disabled", "logger=none", "logger.project=other", "plots.max_points=10", "resume=false",
+                  "cache=false", "trainer.enable_progress_bar=false", "task.score=acc"):
+        assert key(where) == base, where
+    for what in ("model.latent_dim=8", "seed=1", "trainer.max_epochs=9", "reducer=pca"):
+        assert key(what) != base, what
+    assert key(digest="regenerated train.npy") != base
+
+
+def write_results(job_dir, **fields):
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "results.json").write_text(json.dumps(fields))
+
+
+def test_a_finished_job_is_skipped_only_when_its_config_and_code_match(tmp_path, caplog):
+    write_results(tmp_path, config_hash="c1", code_version="v1", acc=0.5)
+    assert finished_results(tmp_path, "c1", "v1")["acc"] == 0.5
+    with caplog.at_level(logging.INFO):
+        assert finished_results(tmp_path, "c1", "v2") is None, "other code: run again"
+    assert "made by code v1, the code is now v2" in caplog.text
+    with pytest.raises(UserError, match="holds the results of a different config"):
+        finished_results(tmp_path, "c2", "v1")
+
+
+@pytest.mark.parametrize("content", ["", '{"acc": 0.5', "[]", '{"acc": 0.5}'])
+def test_an_unreadable_or_partial_results_file_counts_as_unfinished(tmp_path, content):
+    (tmp_path / "results.json").write_text(content)
+    assert finished_results(tmp_path, "c1", "v1") is None
+
+
+def test_a_job_run_again_is_skipped_and_returns_its_score(tmp_path):
+    settings = [*QUICK, "reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
+    first = run_job(tmp_path, *settings)
+    stamp = (first.dir / "results.json").stat().st_mtime_ns
+    again = run_job(tmp_path, *settings, "logger.mode=disabled")  # logged elsewhere: still the same job
+    assert again.score == first.score and (first.dir / "results.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
 def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_killed_training(tmp_path):
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "EXPERIMENTS_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-m", "experiments", f"hydra.sweep.dir={sweep}", *SWEEP, "-m"]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    settings = ["data=digits", "model.latent_dim=8,16", "trainer.max_epochs=12", "reducer=pca", "reducer.n_components=2",
+                "plots.tsne=false"]
+    command = [sys.executable, "-m", "experiments", f"hydra.sweep.dir={sweep}", *settings, "-m"]
+    process = subprocess.Popen(command, cwd=REPO, env=cli_env(cache), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     try:  # kill it once job 0 is done and job 1 has trained a few epochs
         while time.time() < deadline and process.poll() is None:
             partial = list(cache.glob("*.partial.ckpt"))
             if (sweep / "0" / "results.json").exists() and partial:
-                if torch.load(partial[0], weights_only=False)["epoch"] >= 3:
-                    break
+                try:
+                    if torch.load(partial[0], weights_only=False)["epoch"] >= 3:
+                        break
+                except (OSError, RuntimeError, EOFError):
+                    pass  # being replaced
             time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
@@ -44,44 +150,20 @@ def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_killed_tra
     killed_at = torch.load(next(cache.glob("*.partial.ckpt")), weights_only=False)["epoch"]
     finished_job = (sweep / "0" / "results.json").stat().st_mtime_ns
 
-    again = run_cli(sweep, *SWEEP, multirun=True, cache=cache)
+    again = run_cli(sweep, *settings, multirun=True, cache=cache)
     assert again.returncode == 0, again.stderr
     assert (sweep / "0" / "results.json").stat().st_mtime_ns == finished_job, "a finished job is not recomputed"
-    assert "already finished, skipped" in again.stdout
+    assert "already finished with this config and code" in again.stdout
     assert "resuming training from" in again.stdout
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
-    assert sorted(r["Latent Dimension"] for r in rows) == ["16", "24", "8"]
+    with open(sweep / "summary.csv") as f:
+        assert sorted(r["Latent Dimension"] for r in csv.DictReader(f)) == ["16", "8"]
 
     resumed = json.loads((sweep / "1" / "results.json").read_text())
     history = torch.load(resumed["checkpoint"], weights_only=True)["history"]
-    assert [row["epoch"] for row in history] == list(range(60)), "the curves run on across the interruption"
+    assert [row["epoch"] for row in history] == list(range(12)), "the curves run on across the interruption"
     assert killed_at >= 3 and not list(cache.glob("*.partial.ckpt")), "the partial checkpoint is gone once done"
 
-    # W&B names an offline run's folder offline-run-<time>-<run id>; the killed attempt never flushed a record
+    # W&B names an offline run's folder offline-run-<time>-<run id>: the killed job's run is resumed, not duplicated
     runs = sorted((sweep / "1" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({d.name.rsplit("-", 1)[1] for d in runs}) == 1, (
-        "the killed job's W&B run is resumed under its id, not duplicated"
-    )
-    assert wandb_records.run_info(runs[-1]).run_id == runs[0].name.rsplit("-", 1)[1]
-    assert wandb_records.exit_code(runs[-1]) == 0
-
-
-def test_resuming_over_a_sweep_folder_of_another_config_is_refused(tmp_path):
-    settings = ["data=digits", "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.tsne=false",
-                "logger=none"]
-    first = run_cli(tmp_path / "sweep", *settings, "model.latent_dim=8", multirun=True)
-    assert first.returncode == 0, first.stderr
-    other = run_cli(tmp_path / "sweep", *settings, "model.latent_dim=12", multirun=True)
-    assert_one_line_error(other, "resume:", "different config", "hydra.sweep.dir")
-    forced = run_cli(tmp_path / "sweep", *settings, "model.latent_dim=12", "resume=false", multirun=True)
-    assert forced.returncode == 0, forced.stderr
-    assert json.loads((tmp_path / "sweep" / "0" / "results.json").read_text())["latent_dim"] == 12
-
-
-def test_the_same_sweep_command_finds_the_same_folder():
-    from experiments.resume import sweep_name
-
-    same = sweep_name(["+sweep=latent_dims", "data=digits", "-m"])
-    assert same == sweep_name(["+sweep=latent_dims", "data=digits", "--multirun", "hydra/launcher=joblib", "resume=false"])
-    assert same != sweep_name(["+sweep=latent_dims", "data=fashion_mnist", "-m"])
-    assert same.startswith("+sweep=latent_dims,data=digits-")
+    assert len({d.name.rsplit("-", 1)[1] for d in runs}) == 1
+    assert wandb_summary(runs[-1])["exit_code"] == 0

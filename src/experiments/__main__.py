@@ -9,11 +9,14 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import UserError
+from experiments import jobs
+from experiments.errors import UserError, one_line
 from experiments.resume import sweep_name
 
 # conf/hydra/default.yaml names a multirun's folder by its command line, so the same command resumes it.
 OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True, replace=True)
+# conf/sweep/search.yaml: Optuna maximises or minimises as the job kind declares its score.
+OmegaConf.register_new_resolver("score_direction", jobs.direction, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
@@ -25,10 +28,7 @@ def main(cfg: DictConfig) -> float | None:
     except (UserError, InstantiationException) as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        # A UserError raised in a constructor reaches us wrapped by Hydra's instantiate.
-        cause = e.__cause__ if isinstance(e.__cause__, UserError) else e
-        message = " ".join(str(cause).split())  # one line, whatever the library wrote
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
 
 

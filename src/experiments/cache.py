@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,24 +10,20 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from experiments.files import atomic_path
+from experiments.files import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
 Entry = dict[str, Any]  # tensors, numbers, strings, lists and dicts: loadable with weights_only=True
 
 
-def cache_key(parts: dict[str, Any]) -> str:
-    """A short hash of plain config values (dicts, lists, numbers, strings)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 class Cache:
     """Entries on disk, one file per key: trained models, and views of their codes.
 
     A per-key file lock makes parallel jobs that need the same entry compute it once: the first
-    computes, the others wait and load. Entries are written whole (temporary file, then rename) or
-    not at all.
+    computes, the others wait and load. Entries are written whole (temporary file, fsync, then rename)
+    or not at all, with the permissions the process's umask gives any new file, so a cache shared by a
+    group (EXPERIMENTS_CACHE_DIR) is readable by the group.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -38,6 +32,11 @@ class Cache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
 
+    def partial_checkpoint(self, key: str) -> Path:
+        """Where the training of entry `key` saves its state every epoch: a killed job run again, in this
+        sweep or another that needs the same model, goes on from its last epoch."""
+        return self.root / f"{key}.partial.ckpt"
+
     def load(self, key: str) -> Entry:
         return torch.load(self.path(key), map_location="cpu", weights_only=True)
 
@@ -45,14 +44,19 @@ class Cache:
         """Return (the entry, whether it came from the cache)."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        with FileLock(str(path) + ".lock"):
+        lock_path = Path(str(path) + ".lock")
+        with FileLock(str(lock_path)):
             if path.exists():
                 try:
                     return self.load(key), True
-                except Exception as e:  # noqa: BLE001 - an unreadable entry is retrained, not fatal
+                except Exception as e:  # noqa: BLE001 - an unreadable entry is recomputed, not fatal
                     log.warning("cache: unreadable entry %s (%s); computing it again", path, e)
+            remove_stale_temporaries(path)
             entry = compute()
             save_entry(entry, path)
+            # With the entry on disk the lock has done its work: whoever waits on it, or takes a new one,
+            # finds the entry and loads it. Removing it keeps the folder to one file per entry.
+            lock_path.unlink(missing_ok=True)
             return entry, False
 
 

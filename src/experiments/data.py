@@ -7,14 +7,17 @@ clustered and scored, with labels when there are any).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from experiments.errors import UserError
 
@@ -59,27 +62,30 @@ def load_npy(path: str | Path, setting: str) -> np.ndarray:
         raise UserError(f"{setting}: cannot read {path}: {e}") from None
 
 
-def as_image_batch(array: np.ndarray, source: str) -> np.ndarray:
+LAYOUTS = ("auto", "NHW", "NHWC", "NCHW")
+
+
+def as_image_batch(array: np.ndarray, source: str, layout: str = "auto") -> np.ndarray:
     """Check an array of images and return it as float32 (N, C, H, W) in [0, 1].
 
-    Accepts (N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3}; uint8 (or integers) in 0-255,
-    or floats in 0-1.
+    `layout` is NHW, NHWC or NCHW (C 1 or 3), or auto: read from the shape where only one reading fits.
+    A shape that fits two is refused rather than guessed: (28, 28, 3) may be 28 grey images or one colour
+    image, (N, 3, 32, 3) may be NCHW or NHWC. Pixels are uint8 (or integers) in 0-255, or floats in 0-1.
     """
+    if layout not in LAYOUTS:
+        raise UserError(f"data.layout={layout!r} is not one of {', '.join(LAYOUTS)}")
     if array.dtype.kind not in "uif":
         raise UserError(f"{source}: images must be numbers, got dtype {array.dtype}")
     if array.size == 0:
         raise UserError(f"{source}: no images (shape {array.shape})")
-    if array.ndim == 3:
-        array = array[:, None]
-    elif array.ndim == 4:
-        if array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
-            array = array.transpose(0, 3, 1, 2)
-        elif array.shape[1] not in (1, 3):
-            raise UserError(
-                f"{source}: shape {array.shape} is not (N,H,W,C) or (N,C,H,W) with 1 or 3 channels"
-            )
-    else:
-        raise UserError(f"{source}: shape {array.shape} is not images; expected (N,H,W), (N,H,W,C) or (N,C,H,W)")
+    layout = image_layout(array.shape, source) if layout == "auto" else layout
+    expected_ndim = 3 if layout == "NHW" else 4
+    if array.ndim != expected_ndim:
+        raise UserError(f"{source}: shape {array.shape} is not {layout} (data.layout={layout})")
+    channels = {"NHW": 1, "NHWC": array.shape[-1], "NCHW": array.shape[1]}[layout]
+    if channels not in (1, 3):
+        raise UserError(f"{source}: shape {array.shape} as {layout} has {channels} channels; images have 1 or 3")
+    array = {"NHW": lambda a: a[:, None], "NHWC": lambda a: a.transpose(0, 3, 1, 2), "NCHW": lambda a: a}[layout](array)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise UserError(f"{source}: images contain NaN or inf values")
@@ -96,6 +102,27 @@ def as_image_batch(array: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32) / 255.0
 
 
+def image_layout(shape: tuple[int, ...], source: str) -> str:
+    """NHW, NHWC or NCHW: the one layout that `shape` fits; a UserError naming data.layout when none or two fit."""
+    if len(shape) == 3:
+        if shape[-1] in (1, 3):  # (28, 28, 3): 28 images of 28x3, or one colour image?
+            raise UserError(
+                f"{source}: shape {shape} is ambiguous: {shape[0]} images of {shape[1]}x{shape[2]} pixels, or one "
+                f"{shape[-1]}-channel image; set data.layout=NHW, or save one image as {(1, *shape)} with data.layout=NHWC"
+            )
+        return "NHW"
+    if len(shape) == 4:
+        channels_first, channels_last = shape[1] in (1, 3), shape[-1] in (1, 3)
+        if channels_first and channels_last:
+            raise UserError(f"{source}: shape {shape} fits both NCHW and NHWC; set data.layout=NCHW or data.layout=NHWC")
+        if channels_first:
+            return "NCHW"
+        if channels_last:
+            return "NHWC"
+        raise UserError(f"{source}: shape {shape} is not (N,H,W,C) or (N,C,H,W) with 1 or 3 channels")
+    raise UserError(f"{source}: shape {shape} is not images; expected (N,H,W), (N,H,W,C) or (N,C,H,W)")
+
+
 def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
     """Check a label vector against its images and return it as int64."""
     if array.ndim == 2 and array.shape[1] == 1:
@@ -109,26 +136,58 @@ def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or not np.all(array == np.round(array)):
             raise UserError(f"{source}: labels must be whole numbers (found NaN, inf or fractions)")
+    if array.size and (array.min() < np.iinfo(np.int64).min or array.max() > np.iinfo(np.int64).max):
+        raise UserError(f"{source}: labels must fit 64-bit integers, found {array.min()}..{array.max()}")
     return array.astype(np.int64)
+
+
+class EpochBatches(Sampler[list[int]]):
+    """Batches of indices, shuffled per epoch in an order drawn from (seed, epoch).
+
+    Lightning calls `set_epoch` before each epoch (as it does for DistributedSampler), so epoch k has the
+    same order whether the training ran straight through or was resumed from a checkpoint after epoch k-1.
+    Under DDP each of `world_size` processes takes every `world_size`-th index of one order, padded with
+    its first indices to a multiple of `world_size` (as DistributedSampler pads): every rank gets the same
+    number of batches, so no collective waits for a partner that has run out.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> np.ndarray:
+        """This rank's indices for the current epoch, in order."""
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        padding = -self.n % self.world_size
+        order = np.concatenate([order, np.resize(order, padding)]) if padding else order
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = self.indices().tolist()
+        for start in range(0, len(indices), self.batch_size):
+            yield indices[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        per_rank = -(-self.n // self.world_size)
+        return -(-per_rank // self.batch_size)
 
 
 def batches(
     tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
 ) -> DataLoader:
-    """Batches sliced from in-memory tensors (shuffled by `seed`), each batch a tuple like `tensors`.
+    """Batches sliced from in-memory tensors, each batch a tuple like `tensors` (see EpochBatches).
 
-    Slicing whole batches costs far less than per-sample indexing and collation, which would
-    dominate a small model's step on a CPU. Under DDP each of `world_size` processes takes its own
-    disjoint shard, every `world_size`-th example of one seeded order (Lightning's DistributedSampler
-    would batch these loaders one example at a time, hence use_distributed_sampler=false).
+    Slicing whole batches costs far less than per-sample indexing and collation, which would dominate a
+    small model's step on a CPU (and Lightning's DistributedSampler would batch one example at a time,
+    hence use_distributed_sampler=false).
     """
-    if world_size > 1:
-        order = torch.randperm(len(tensors[0]), generator=torch.Generator().manual_seed(seed)) if shuffle else None
-        tensors = tuple((t if order is None else t[order])[rank::world_size] for t in tensors)
-    sampler = (
-        RandomSampler(tensors[0], generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(tensors[0])
-    )
-    return DataLoader(TensorDataset(*tensors), sampler=BatchSampler(sampler, batch_size, False), batch_size=None)
+    sampler = EpochBatches(len(tensors[0]), batch_size, shuffle, seed, rank, world_size)
+    return DataLoader(TensorDataset(*tensors), sampler=sampler, batch_size=None)
 
 
 @dataclass
@@ -139,7 +198,7 @@ class Images:
     evaluation: np.ndarray
     eval_labels: np.ndarray | None = None
     fit_labels: np.ndarray | None = None
-    same: bool = False  # the eval images are the fit images
+    same: bool = False  # the eval images are the fit images (whatever the limits, their first ones are shared)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -152,10 +211,17 @@ class ImageDataModule(pl.LightningDataModule):
         eval_limit: int | None = None,
         n_classes: int | None = None,
         seed: int = 0,
+        layout: str = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be at least 1, got {batch_size}")
+        for setting, limit in (("fit_limit", fit_limit), ("eval_limit", eval_limit)):
+            if limit is not None and limit < 1:
+                raise UserError(f"data.{setting} must be at least 1 (or null for all images), got {limit}")
+        if layout not in LAYOUTS:
+            raise UserError(f"data.layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+        self.layout = layout
         self.batch_size = batch_size
         self.fit_limit = fit_limit
         self.eval_limit = eval_limit
@@ -165,7 +231,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_images: torch.Tensor | None = None
         self.eval_labels: np.ndarray | None = None
         self.fit_labels: np.ndarray | None = None
-        self.eval_is_fit = False
+        self.eval_overlaps_fit = False  # some eval images are fit images: a classifier must not be scored on them
         # True: training batches end with each image's index in the fit set (models/ista.py warm-starts
         # every image's code from its last one).
         self.with_index = False
@@ -174,6 +240,24 @@ class ImageDataModule(pl.LightningDataModule):
         """The images (and labels), already checked."""
         raise NotImplementedError
 
+    def source_files(self) -> list[Path]:
+        """The files the images and labels are read from (none for bundled data)."""
+        return []
+
+    @cached_property
+    def source_digest(self) -> str:
+        """A hash of the content of `source_files`: a regenerated file is other data, whatever its name."""
+        digest = hashlib.sha256()
+        for path in self.source_files():
+            digest.update(str(path).encode() + b"\0")
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:
+                digest.update(b"<unreadable>")  # loading it will say why
+        return digest.hexdigest()[:20]
+
     def setup(self, stage: str | None = None) -> None:
         if self.fit_images is not None:
             return
@@ -181,7 +265,8 @@ class ImageDataModule(pl.LightningDataModule):
         fit, evaluation = loaded.fit[: self.fit_limit], loaded.evaluation[: self.eval_limit]
         labels = None if loaded.eval_labels is None else loaded.eval_labels[: self.eval_limit]
         fit_labels = None if loaded.fit_labels is None else loaded.fit_labels[: self.fit_limit]
-        self.eval_is_fit = loaded.same and self.fit_limit == self.eval_limit
+        # Limits keep the first images of each set: two limits of the same array always share its first ones.
+        self.eval_overlaps_fit = loaded.same
         if fit.shape[1:] != evaluation.shape[1:]:
             raise UserError(
                 f"fit images are {fit.shape[1:]} (C,H,W) but eval images are {evaluation.shape[1:]}; they must match"
@@ -212,10 +297,12 @@ class ImageDataModule(pl.LightningDataModule):
         labels = () if self.fit_labels is None else (torch.from_numpy(self.fit_labels),)
         labels += (torch.arange(len(self.fit_images)),) if self.with_index else ()
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        loader = batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed, rank=rank,
+                         world_size=world_size)
         if world_size > 1:
-            log.info("rank %d/%d trains on %d fit images", rank, world_size, len(range(rank, len(self.fit_images), world_size)))
-        return batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed, rank=rank,
-                       world_size=world_size)
+            log.info("rank %d/%d trains on %d fit images in %d batches", rank, world_size,
+                     len(loader.sampler.indices()), len(loader.sampler))
+        return loader
 
     def eval_dataloader(self) -> DataLoader:
         """Eval images in order, with their labels when there are any: validation curves and encoding."""
@@ -249,7 +336,11 @@ class FashionMNIST(ImageDataModule):
             "(make install does) or point data.root at a folder with the IDX files"
         )
 
-    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def source_files(self) -> list[Path]:
+        return [self.root / name for stem in (*self.FILES.values(), self.FIT_LABELS) for name in (stem + ".gz", stem)
+                if (self.root / name).is_file()]
+
+    def load_arrays(self) -> Images:
         paths = {key: self.find(stem) for key, stem in self.FILES.items()}
         fit = as_image_batch(read_idx(paths["fit"]), str(paths["fit"]))
         evaluation = as_image_batch(read_idx(paths["eval"]), str(paths["eval"]))
@@ -306,20 +397,32 @@ class NpyImages(ImageDataModule):
         self.eval_labels_path = eval_labels_path
         self.train_labels_path = train_labels_path
 
+    def source_files(self) -> list[Path]:
+        paths = (self.train_path, self.eval_path, self.eval_labels_path, self.train_labels_path)
+        return [Path(p).expanduser() for p in paths if p]
+
+    def eval_is_train_file(self) -> bool:
+        """No eval_path, or one that names the train file itself."""
+        if not self.eval_path:
+            return True
+        train, evaluation = Path(self.train_path).expanduser(), Path(self.eval_path).expanduser()
+        return train.exists() and evaluation.exists() and train.samefile(evaluation)
+
     def load_arrays(self) -> Images:
         if not self.train_path:
             raise UserError("data.train_path: set it to a .npy file of images (data=npy data.train_path=...)")
-        fit = load_images(self.train_path, "data.train_path")
-        evaluation = load_images(self.eval_path, "data.eval_path") if self.eval_path else fit
+        fit = load_images(self.train_path, "data.train_path", self.layout)
+        same = self.eval_is_train_file()
+        evaluation = fit if same else load_images(self.eval_path, "data.eval_path", self.layout)
         labels = load_labels(self.eval_labels_path, "data.eval_labels_path", len(evaluation))
         fit_labels = load_labels(self.train_labels_path, "data.train_labels_path", len(fit))
-        if fit_labels is None and not self.eval_path:
+        if fit_labels is None and same:
             fit_labels = labels  # eval images are the fit images, so are their labels
-        return Images(fit, evaluation, labels, fit_labels, same=not self.eval_path)
+        return Images(fit, evaluation, labels, fit_labels, same=same)
 
 
-def load_images(path: str, setting: str) -> np.ndarray:
-    return as_image_batch(load_npy(path, setting), f"{setting} ({path})")
+def load_images(path: str, setting: str, layout: str = "auto") -> np.ndarray:
+    return as_image_batch(load_npy(path, setting), f"{setting} ({path})", layout)
 
 
 def load_labels(path: str | None, setting: str, n_images: int) -> np.ndarray | None:

@@ -9,7 +9,7 @@ twice ours; scikit-learn's Lasso scales the squared error by 1 / (2 n_rows), so 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -169,6 +169,18 @@ def solve(
                     method, max_iter, "relative gap" if stop == "gap" else "relative change", gap, tol)
     x_out = x[:, 0] if single else x
     return LassoResult(x_out, torch.tensor(history, dtype=torch.float64), iteration, converged, gap)
+
+
+def first_iteration_within(values: Sequence[float] | torch.Tensor, level: float) -> int | None:
+    """The first iteration (1-based) whose value is at most `level`; None when no iteration gets there.
+
+    (np.argmax of a boolean array returns 0 when nothing is True: a solver that never converged would
+    pass as converging at iteration 1.)
+    """
+    for iteration, value in enumerate(values.tolist() if isinstance(values, torch.Tensor) else values, start=1):
+        if value <= level:
+            return iteration
+    return None
 
 
 def sufficient_decrease(

@@ -1,27 +1,77 @@
-"""Reducers: scikit-learn's PCA is used as it is; openTSNE needs an adapter, because its `fit`
-returns an embedding object rather than following fit_transform."""
+"""Reducers: scikit-learn's PCA is used as it is; openTSNE needs an adapter, because its `fit` returns an
+embedding object rather than following scikit-learn's conventions.
+
+`OpenTSNE` (here) and `ExactTSNE` (tsne.py) are scikit-learn estimators in full: parameters declared in
+`_parameter_constraints` and validated by scikit-learn's own machinery, `get_params`/`set_params`/`clone`,
+`fit` and `fit_transform`, `n_features_in_`, `embedding_`, and a place in a `Pipeline`. Like scikit-learn's
+TSNE they have no `transform`: t-SNE embeds the points it was fit on.
+"""
 
 from __future__ import annotations
 
+import logging
+from numbers import Integral, Real
+
 import numpy as np
 import openTSNE
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
+
+log = logging.getLogger(__name__)
+
+# The parameters both t-SNE estimators share, as scikit-learn validates them.
+TSNE_CONSTRAINTS: dict = {
+    "n_components": [Interval(Integral, 1, None, closed="left")],
+    "perplexity": [Interval(Real, 0, None, closed="neither")],
+    "n_iter": [Interval(Integral, 1, None, closed="left")],
+    "early_exaggeration_iter": [Interval(Integral, 0, None, closed="left")],
+    "learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+    "random_state": ["random_state"],
+}
 
 
-def check_tsne_settings(n_iter: int, perplexity: float, n_samples: int) -> None:
-    """ValueErrors (reported as the reducer's one-line error) for settings no t-SNE can run with."""
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
-    if perplexity <= 0 or 3 * perplexity >= n_samples:
-        raise ValueError(f"perplexity must be positive and below n_samples / 3 = {n_samples / 3:g}, got {perplexity}")
+def check_perplexity(perplexity: float, n_samples: int, setting: str = "perplexity") -> None:
+    """t-SNE's neighbourhoods hold about 3 x perplexity points, so there must be more points than that."""
+    if 3 * perplexity >= n_samples:
+        raise ValueError(f"{setting}={perplexity:g} needs more than {3 * perplexity:g} points (3 x perplexity), "
+                         f"got {n_samples}; use a perplexity below {n_samples / 3:g}")
 
 
-class OpenTSNE:
+class TSNEBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What the two t-SNE estimators share: `fit` through `fit_transform`, the input checks, the output size."""
+
+    def fit(self, X: np.ndarray, y: None = None) -> TSNEBase:
+        """Fit X into an embedded space (`embedding_`)."""
+        self.fit_transform(X)
+        return self
+
+    def checked_input(self, X: np.ndarray) -> np.ndarray:
+        """X as float64 (n_samples, n_features), finite, with enough points for the perplexity."""
+        self._validate_params()
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        check_perplexity(self.perplexity, len(X))
+        return X
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.embedding_.shape[1]
+
+
+class OpenTSNE(TSNEBase):
     """t-SNE through openTSNE, with scikit-learn's `fit_transform` and iteration count.
 
     `n_iter` counts all iterations, the `early_exaggeration_iter` ones included, as scikit-learn's
     TSNE does (so n_iter=250 is the exaggeration phase alone). The final KL divergence is kept in
     `kl_divergence_`.
     """
+
+    _parameter_constraints: dict = {
+        **TSNE_CONSTRAINTS,
+        "initialization": [StrOptions({"pca", "spectral", "random"})],
+        "negative_gradient_method": [StrOptions({"auto", "fft", "bh"})],
+        "n_jobs": [Integral],
+    }
 
     def __init__(
         self,
@@ -45,8 +95,9 @@ class OpenTSNE:
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
-        check_tsne_settings(self.n_iter, self.perplexity, len(X))
+    def fit_transform(self, X: np.ndarray, y: None = None) -> np.ndarray:
+        """Fit X into an embedded space and return it (n_samples, n_components)."""
+        X = self.checked_input(X)
         early = min(self.early_exaggeration_iter, self.n_iter)
         method = self.negative_gradient_method
         if method == "auto" and self.n_components > 2:
@@ -61,6 +112,8 @@ class OpenTSNE:
             negative_gradient_method=method,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
-        ).fit(np.ascontiguousarray(X, dtype=np.float64))
+        ).fit(np.ascontiguousarray(X))
         self.kl_divergence_ = float(embedding.kl_divergence)
-        return np.asarray(embedding)
+        self.n_iter_ = self.n_iter
+        self.embedding_ = np.asarray(embedding)
+        return self.embedding_

@@ -17,11 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
         return 2
-    names, rows, _ = write_summary(args.sweep_dir)
-    if not rows:
+    tables = write_summary(args.sweep_dir)
+    if not tables:
         print(f"error: no job folder with a results.json below {args.sweep_dir}", file=sys.stderr)
         return 2
-    print(f"{len(rows)} jobs -> {args.sweep_dir / 'summary.csv'}, {args.sweep_dir / 'summary.md'}, {args.sweep_dir / 'plots'}")
+    jobs = sum(len(t.rows) for t in tables)
+    print(f"{jobs} jobs -> {args.sweep_dir / 'summary.csv'}, {args.sweep_dir / 'summary.md'}, {args.sweep_dir / 'plots'}")
     return 0
 
 

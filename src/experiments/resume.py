@@ -1,83 +1,106 @@
-"""What makes an interrupted sweep safe to run again: a sweep folder named by its command, finished
-jobs skipped, training resumed from its last epoch, one W&B run id per job folder."""
+"""What makes an interrupted sweep safe to run again: a sweep folder named by what shapes its jobs,
+finished jobs skipped only when their settings and code match, one W&B run id per job folder.
+
+Imports nothing heavy: `python -m experiments` uses `sweep_name` to name the folder before any job runs.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-
-from experiments.cache import cache_key
 from experiments.errors import UserError
+from experiments.fingerprint import settings_key
 
 log = logging.getLogger(__name__)
 
-# Settings that change where or how a job runs, not what it computes.
-NOT_IN_CONFIG_HASH = {"resume", "cache", "cache_dir"}
+# Settings that change where a job runs, where it logs or how it shows things, not what it computes.
+NOT_IN_RESULTS_KEY = {"resume", "cache", "cache_dir", "logger", "plots"}
+NOT_IN_RESULTS_KEY_OF = {
+    "trainer": {"enable_progress_bar", "enable_model_summary", "log_every_n_steps"},
+    "task": {"score"},  # which score a sweeper optimises: every score is in results.json whatever it is
+}
+# Hydra settings that decide where and how a sweep's jobs run, not what they compute.
+WHERE_NOT_WHAT = ("hydra.launcher", "hydra/launcher", "hydra.sweep.dir", "hydra.run", "hydra.job_logging",
+                  "hydra/job_logging", "hydra.hydra_logging", "hydra/hydra_logging", "hydra.verbose", "hydra.output_subdir",
+                  "hydra.mode")
+# Command-line flags whose value names the config (and so shapes every job), with their long names.
+CONFIG_FLAGS = {"--config-name": "--config-name", "-cn": "--config-name", "--config-path": "--config-path",
+                "-cp": "--config-path", "--config-dir": "--config-dir", "-cd": "--config-dir"}
 
 
 def sweep_name(argv: list[str] | None = None) -> str:
-    """A folder name for a multirun, from its command line: the same command finds the same folder.
+    """A folder name for a multirun, from its command line: the same command finds the same folder, and
+    two commands whose jobs differ never share one.
 
-    Hydra's own settings (launcher, sweep folder) and `resume` are left out, so running the same sweep on
-    another launcher, or with resume=false, still names the same folder.
+    Everything that shapes the jobs counts: overrides, sweeper parameters (`hydra.sweeper.params.x=...`)
+    and the config's name and path. What only decides where the jobs run (launcher, sweep folder, logging)
+    and `resume` are left out, so the same sweep on another launcher, or with resume=false, finds the
+    same folder.
     """
-    args = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    args = [a for a in args if not a.lstrip("+~").startswith(("hydra", "resume="))]
-    readable = ",".join(args).replace("/", "_") or "default"
+    args = sys.argv[1:] if argv is None else argv
+    kept: list[str] = []
+    for i, arg in enumerate(args):
+        flag = arg.split("=", 1)[0]
+        if flag in CONFIG_FLAGS:
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            kept.append(f"{CONFIG_FLAGS[flag]}={value}")
+        elif arg.startswith("-") or (i > 0 and args[i - 1] in CONFIG_FLAGS):
+            continue
+        elif not arg.lstrip("+~").startswith(WHERE_NOT_WHAT) and not arg.lstrip("+~").startswith("resume="):
+            kept.append(arg)
+    readable = ",".join(a.lstrip("-") for a in kept).replace("/", "_") or "default"
     readable = "".join(c if c.isalnum() or c in "=,._+-" else "_" for c in readable)[:80]
-    return f"{readable}-{hashlib.sha1(' '.join(args).encode()).hexdigest()[:8]}"
+    return f"{readable}-{hashlib.sha1(' '.join(kept).encode()).hexdigest()[:8]}"
 
 
-def config_hash(cfg_container: dict[str, Any]) -> str:
-    return cache_key({k: v for k, v in cfg_container.items() if k not in NOT_IN_CONFIG_HASH})
+def results_key(config: dict[str, Any], data_digest: str) -> str:
+    """The hash of what shapes a job's results: its resolved config less where it logs and how it shows
+    things, and the content of its data files."""
+    kept = {}
+    for key, value in config.items():
+        if key in NOT_IN_RESULTS_KEY:
+            continue
+        if key in NOT_IN_RESULTS_KEY_OF and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in NOT_IN_RESULTS_KEY_OF[key]}
+        kept[key] = value
+    return settings_key({"config": kept, "data_files": data_digest})
 
 
-def finished_results(job_dir: Path, expected_hash: str) -> dict[str, Any] | None:
-    """The job folder's results.json if the job already finished with this config; else None.
+def finished_results(job_dir: Path, config_hash: str, code: str) -> dict[str, Any] | None:
+    """The job folder's results.json if the job already finished with this config and this code; else None.
 
     Results of another config in the same folder are an error: resuming over them would mix two sweeps.
+    Results of other code are recomputed (said in the log). An unreadable results.json (a crash while it
+    was written, on a filesystem that lost it) counts as unfinished.
     """
     path = job_dir / "results.json"
     if not path.exists():
         return None
-    results = json.loads(path.read_text())
-    if results.get("config_hash") != expected_hash:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("resume: %s is unreadable (%s); running the job again", path, e)
+        return None
+    if not isinstance(results, dict) or "config_hash" not in results:
+        log.warning("resume: %s is not a finished job's results; running the job again", path)
+        return None
+    if results["config_hash"] != config_hash:
         raise UserError(
             f"resume: {job_dir} holds the results of a different config; choose another hydra.sweep.dir "
             "(or resume=false to overwrite it)"
         )
+    if results.get("code_version") != code:
+        log.info("resume: %s was made by code %s, the code is now %s; running the job again", path,
+                 results.get("code_version"), code)
+        return None
     return results
 
 
 def stable_run_id(job_dir: Path) -> str:
     """The job folder's W&B run id: a job run again resumes its W&B run instead of starting a duplicate."""
     return hashlib.sha1(str(job_dir.resolve()).encode()).hexdigest()[:16]
-
-
-class EpochCheckpoint(pl.Callback):
-    """Saves the whole training state after every epoch, atomically, so a killed job resumes from it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state; rank 0 writes it under DDP, with a barrier
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-
-
-def resumable_checkpoint(path: Path, resume: bool) -> Path | None:
-    if resume and path.exists():
-        log.info("resuming training from %s", path)
-        return path
-    return None
-

@@ -1,9 +1,15 @@
-"""The table of a whole sweep, built from each job's results.json (so it works whatever ran the jobs)."""
+"""The table of a whole sweep, built from each job's results.json (so it works whatever ran the jobs).
+
+Each job's results.json says its kind, its optimised score and whether higher or lower is better; the
+kind (experiments/jobs/) declares the table's columns. A sweep of one kind writes summary.csv and
+summary.md; a sweep mixing kinds writes one pair per kind (summary-<kind>.csv, ...).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,126 +17,65 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments import plots
+from experiments import jobs, plots
 from experiments.errors import UserError
-from experiments.files import atomic_path, write_text
+from experiments.files import atomic_path, write_csv, write_text
 from experiments.launch import check_launcher
-from experiments.tracking import make_logger, sweep_group, write_csv
+from experiments.tracking import make_logger, sweep_group
 
 log = logging.getLogger(__name__)
 
-REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "none": "none"}
-
-# The seed report's columns first, in its order, then the rest of what a job reports.
-COLUMNS: list[tuple[str, str]] = [
-    ("Public Score", "public_score"),
-    ("Private Score", "private_score"),
-    ("Reduced Method", "reducer"),
-    ("Latent Dimension", "latent_dim"),
-    ("Reduced Dimension", "reduced_dim"),
-    ("acc", "acc"),
-    ("nmi", "nmi"),
-    ("ari", "ari"),
-    ("recon_mse", "recon_mse"),
-    ("code_sparsity", "code_sparsity"),
-    ("clusterer", "clusterer"),
-    ("n_clusters", "n_clusters"),
-    ("model", "model"),
-    ("cache", "cache"),
-    ("seconds", "seconds"),
-    ("job", "job"),
-]
-
-
-# A classifier sweep (model=mlp) reports test accuracy instead of clustering scores.
-CLASSIFIER_COLUMNS: list[tuple[str, str]] = [
-    ("Test Accuracy", "test_acc"),
-    ("Loss", "loss"),
-    ("Learning Rate", "lr"),
-    ("Top-5 Error", "top5_error"),
-    ("final_train_loss", "final_train_loss"),
-    ("final_val_loss", "final_val_loss"),
-    ("hidden_dims", "hidden_dims"),
-    ("activation", "activation"),
-    ("l2", "l2"),
-    ("optimizer", "optimizer"),
-    ("gradients", "gradients"),
-    ("features", "features"),
-    ("seconds", "seconds"),
-    ("job", "job"),
-]
-
-
-# A deblurring sweep (task=deblur, e.g. over task.lam) reports image quality and the solvers' objectives.
-DEBLUR_COLUMNS: list[tuple[str, str]] = [
-    ("PSNR FISTA", "psnr_fista"),
-    ("PSNR ISTA", "psnr_ista"),
-    ("PSNR blurred", "psnr_blurred"),
-    ("lam", "lam"),
-    ("basis", "basis"),
-    ("image", "image"),
-    ("objective_fista_at_100", "objective_fista_at_100"),
-    ("objective_ista_at_1000", "objective_ista_at_1000"),
-    ("seconds", "seconds"),
-    ("job", "job"),
-]
-
-# A learned-ISTA sweep (model=lista): code error (dB, lower is better) of LISTA and the solvers after T steps.
-LISTA_COLUMNS: list[tuple[str, str]] = [
-    ("LISTA NMSE (dB)", "nmse_db_lista"),
-    ("FISTA NMSE (dB)", "nmse_db_fista"),
-    ("ISTA NMSE (dB)", "nmse_db_ista"),
-    ("layers", "layers"),
-    ("problem", "problem"),
-    ("against", "scored_against"),
-    ("tied", "tied"),
-    ("fista_iterations_to_match_lista", "fista_iterations_to_match_lista"),
-    ("ista_iterations_to_match_lista", "ista_iterations_to_match_lista"),
-    ("seconds", "seconds"),
-    ("job", "job"),
-]
-
-# Per kind of job: the key its results.json has, its columns, and the columns that label its bars.
-TABLES = [
-    ("test_acc", CLASSIFIER_COLUMNS, ("Loss", "Learning Rate")),
-    ("psnr_fista", DEBLUR_COLUMNS, ("lam", "basis")),
-    ("nmse_db_lista", LISTA_COLUMNS, ("layers", "problem")),
-]
-LOWER_IS_BETTER = {"nmse_db_lista"}
-CLUSTER_LABELS = ("model", "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer")
+# Every table ends with these, whatever the kind.
+COMMON_COLUMNS = [("seconds", "seconds"), ("job", "job")]
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job's results.json below the sweep folder, with its folder as `job`."""
+    """Every job's readable results.json below the sweep folder, with its folder as `job`."""
     rows = []
     for path in sorted(sweep_dir.glob("**/results.json")):
-        with open(path) as f:
-            results = json.load(f)
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("summary: skipping unreadable %s (%s)", path, e)
+            continue
         results["job"] = str(path.parent.relative_to(sweep_dir))
         rows.append(results)
     return rows
 
 
-def columns_for(results: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
-    """The table's columns and the columns that label a job in the scores plot."""
-    for key, columns, labelled_by in TABLES:
-        if results and all(key in r for r in results):
-            return columns, labelled_by
-    return COLUMNS, CLUSTER_LABELS
+def is_missing(value: Any) -> bool:
+    """None or NaN: a job that has no score (no labels, or a diverged run) sorts last."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[list[Any]]:
-    """One row per job in `columns` order, best score (the first column) first, jobs without one last."""
+def columns_for(kind: jobs.JobKind, score: str) -> list[tuple[str, str]]:
+    """The kind's columns with the optimised score's first, then the common ones."""
+    columns = list(kind.columns)
+    ranked = [c for c in columns if c[1] == score] or [(score, score)]
+    return ranked + [c for c in columns if c[1] != score] + COMMON_COLUMNS
+
+
+def summary_rows(results: list[dict[str, Any]], columns: list[tuple[str, str]], lower_is_better: bool) -> list[list[Any]]:
+    """One row per job in `columns` order, best score (the first column) first; jobs without a score last."""
     score = columns[0][1]
-    sign = 1.0 if score in LOWER_IS_BETTER else -1.0
-    ordered = sorted(results, key=lambda r: (r.get(score) is None, sign * (r.get(score) or 0.0)))
+    sign = 1.0 if lower_is_better else -1.0
+
+    def order(r: dict[str, Any]) -> tuple[bool, float]:
+        value = r.get(score)
+        return (True, 0.0) if is_missing(value) else (False, sign * value)
+
     rows = []
-    for r in ordered:
-        row = {**r, "reducer": REDUCED_METHOD.get(r.get("reducer"), r.get("reducer"))}
-        row["seconds"] = round(sum(r.get("seconds", {}).values()), 1)
-        # Five significant digits, not five decimals: a lam of 3e-6 must not show as 0.0.
-        rows.append([float(f"{v:.5g}") if isinstance(v, float) else v for v in (row.get(key) for _, key in columns)])
+    for r in sorted(results, key=order):
+        row = {**r, "seconds": round(sum(r.get("seconds", {}).values()), 1)}
+        rows.append([cell(row.get(key)) for _, key in columns])
     return rows
+
+
+def cell(value: Any) -> Any:
+    """Five significant digits, not five decimals (a lam of 3e-6 must not show as 0.0); NaN as missing."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.5g}")
+    return value
 
 
 def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
@@ -139,21 +84,40 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(sweep_dir: Path) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
-    """Write summary.csv, summary.md and plots/scores.png (and, for classifiers, plots/loss_curves.png)."""
-    results = collect_results(sweep_dir)
-    columns, labelled_by = columns_for(results)
-    names = [name for name, _ in columns]
-    rows = summary_rows(results, columns)
-    write_csv(sweep_dir / "summary.csv", names, rows)
-    write_text(sweep_dir / "summary.md", markdown_table(names, rows))
-    if rows:
-        labels = [" ".join(f"{row[names.index(n)]}" for n in labelled_by) + f" (job {row[-1]})" for row in rows]
-        save_figure(sweep_dir / "plots" / "scores.png", plots.scores_figure(labels, [row[0] for row in rows], names[0]))
-    curves = {r["job"]: r["curves"] for r in results if r.get("curves")}
+class Table:
+    """One kind's table of a sweep."""
+
+    def __init__(self, kind: jobs.JobKind, results: list[dict[str, Any]]) -> None:
+        self.kind, self.results = kind, results
+        self.score = results[0].get("score") or kind.score()[0]
+        direction = results[0].get("score_direction") or kind.scores.get(self.score, jobs.MAX)
+        self.columns = columns_for(kind, self.score)
+        self.names = [name for name, _ in self.columns]
+        self.rows = summary_rows(results, self.columns, lower_is_better=direction == jobs.MIN)
+
+
+def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_kind.setdefault(r.get("kind", "cluster"), []).append(r)
+    return [Table(jobs.load(name), group) for name, group in sorted(by_kind.items())]
+
+
+def write_summary(sweep_dir: Path) -> list[Table]:
+    """Write summary.csv, summary.md and plots/scores.png (and, for trained models, plots/loss_curves.png)."""
+    tables = sweep_tables(collect_results(sweep_dir))
+    for table in tables:
+        suffix = "" if len(tables) == 1 else f"-{table.kind.name}"
+        write_csv(sweep_dir / f"summary{suffix}.csv", table.names, table.rows)
+        write_text(sweep_dir / f"summary{suffix}.md", markdown_table(table.names, table.rows))
+        labels = [" ".join(f"{row[table.names.index(n)]}" for n in table.kind.labelled_by) + f" (job {row[-1]})"
+                  for row in table.rows]
+        save_figure(sweep_dir / "plots" / f"scores{suffix}.png",
+                    plots.scores_figure(labels, [row[0] for row in table.rows], table.names[0]))
+    curves = {r["job"]: r["curves"] for t in tables for r in t.results if r.get("curves")}
     if curves:
         save_figure(sweep_dir / "plots" / "loss_curves.png", plots.loss_curves_figure(curves))
-    return names, rows, results
+    return tables
 
 
 def save_figure(path: Path, figure: Any) -> None:
@@ -174,9 +138,9 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        columns, rows, results = write_summary(sweep_dir)
-        log.info("sweep summary of %d jobs: %s", len(rows), sweep_dir / "summary.md")
-        if not rows or not str(config.logger.get("_target_", "")).endswith("WandbLogger"):
+        tables = write_summary(sweep_dir)
+        log.info("sweep summary of %d jobs: %s", sum(len(t.rows) for t in tables), sweep_dir / "summary.md")
+        if not tables or not str(config.logger.get("_target_", "")).endswith("WandbLogger"):
             return
         logger = make_logger(
             config.logger, sweep_dir, group=sweep_group(sweep_dir), name="summary", config={"sweep_dir": str(sweep_dir)}
@@ -184,8 +148,11 @@ class SweepSummary(Callback):
         import wandb
 
         run = logger.experiment
-        run.log({"summary": wandb.Table(columns=columns, data=[[str(v) if isinstance(v, list) else v for v in row] for row in rows])})
-        with_curves = [r for r in results if r.get("curves")]
+        for table in tables:
+            name = "summary" if len(tables) == 1 else f"summary-{table.kind.name}"
+            run.log({name: wandb.Table(columns=table.names,
+                                       data=[[str(v) if isinstance(v, list) else v for v in row] for row in table.rows])})
+        with_curves = [r for t in tables for r in t.results if r.get("curves")]
         if with_curves:  # every job's eval loss per epoch in one W&B chart
             run.log({"loss_curves": wandb.plot.line_series(
                 xs=[[row["epoch"] for row in r["curves"]] for r in with_curves],

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from experiments.errors import UserError
-from experiments.files import atomic_path
+from experiments.files import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -146,34 +143,3 @@ def to_uint8_pixels(image: np.ndarray, min_height: int = 96) -> np.ndarray:
     scale = max(1, min_height // image.shape[0])
     pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
     return pixels.repeat(scale, axis=0).repeat(scale, axis=1)
-
-
-def write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
-
-
-class EpochHistory(pl.Callback):
-    """Per-epoch training curves, kept with the cached model so a cache hit can log them too."""
-
-    def __init__(self) -> None:
-        self.epochs: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
-        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
-
-    # Saved in checkpoints, so a resumed training keeps the epochs from before its interruption.
-    def state_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.epochs = list(state_dict["epochs"])
-
-
-def resolved(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import logging
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
+from experiments.accelerators import device_for
 from experiments.derivations import tsne_gradient_parts
-from experiments.reduce import check_tsne_settings
+from experiments.reduce import TSNE_CONSTRAINTS, TSNEBase
 
 log = logging.getLogger(__name__)
-
-
-def device_for(accelerator: str) -> torch.device:
-    """Lightning's accelerator names to a torch device."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def row_chunks(n: int, chunk_size: int) -> list[slice]:
@@ -77,8 +74,19 @@ def kl_divergence(P: torch.Tensor, Y: torch.Tensor, chunk_size: int) -> float:
     return float(p_log_p - p_log_w + torch.log(torch.as_tensor(Z)))
 
 
-class ExactTSNE:
-    """t-SNE with exact gradients, scikit-learn style: `fit_transform(X)`, then `kl_divergence_`."""
+class ExactTSNE(TSNEBase):
+    """t-SNE with exact gradients, a scikit-learn estimator: `fit_transform(X)`, then `embedding_`,
+    `kl_divergence_` and `affinities_` (the joint P)."""
+
+    _parameter_constraints: dict = {
+        **TSNE_CONSTRAINTS,
+        "early_exaggeration": [Interval(Real, 1, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "min_gain": [Interval(Real, 0, None, closed="left")],
+        "accelerator": [StrOptions({"cpu", "gpu", "cuda", "auto"})],
+        "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
 
     def __init__(
         self,
@@ -114,14 +122,17 @@ class ExactTSNE:
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
         Y = centred @ v[: self.n_components].T
         if Y.shape[1] < self.n_components:  # fewer input dimensions than asked for: pad with noise
-            generator = torch.Generator().manual_seed(self.random_state or 0)
+            seed = self.random_state if isinstance(self.random_state, Integral) else \
+                check_random_state(self.random_state).randint(2**31 - 1)
+            generator = torch.Generator().manual_seed(int(seed))
             extra = torch.randn(X.shape[0], self.n_components - Y.shape[1], generator=generator).to(Y)
             Y = torch.cat([Y, extra * Y.std()], dim=1)
         return Y / Y[:, 0].std() * 1e-4
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+    def fit_transform(self, X: np.ndarray, y: None = None) -> np.ndarray:
+        """Fit X into an embedded space and return it (n_samples, n_components)."""
+        X = self.checked_input(X)
         n = len(X)
-        check_tsne_settings(self.n_iter, self.perplexity, n)
         device = device_for(self.accelerator)
         dtype = getattr(torch, self.dtype)
         X_t = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
@@ -143,7 +154,9 @@ class ExactTSNE:
                 log.info("tsne_exact: iteration %d/%d, KL %.4f", iteration + 1, self.n_iter, kl_divergence(P, Y, self.chunk_size))
         self.kl_divergence_ = kl_divergence(P, Y, self.chunk_size)
         self.affinities_ = P
-        return Y.cpu().numpy().astype(np.float64)
+        self.n_iter_ = self.n_iter
+        self.embedding_ = Y.cpu().numpy().astype(np.float64)
+        return self.embedding_
 
     def gradient(self, P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """`derivations.tsne_gradient`, one row chunk at a time, in one pass over the pairs."""

@@ -1,1 +1,2 @@
-"""Lightning modules, one per file: `autoencoder.ConvAutoencoder`."""
+"""Lightning modules, one per file: autoencoder.ConvAutoencoder, ista.SparseCoding, mlp.MLPClassifier,
+lista.LISTA."""

@@ -95,12 +95,22 @@ class SparseCoding(pl.LightningModule):
     def warm_start(self, index: torch.Tensor) -> torch.Tensor:
         """The code store, grown to hold image `index.max()`; new images start from zero codes."""
         needed = int(index.max()) + 1
+        if self.warm_codes is not None and self.warm_codes.device != self.device:  # restored from a checkpoint
+            self.warm_codes = self.warm_codes.to(self.device)
         if self.warm_codes is None or self.warm_codes.shape[1] < needed:
             grown = torch.zeros(self.hparams.latent_dim, needed, device=self.device, dtype=self.dictionary.dtype)
             if self.warm_codes is not None:
                 grown[:, : self.warm_codes.shape[1]] = self.warm_codes
             self.warm_codes = grown
         return self.warm_codes
+
+    # The warm starts are training state, not model: they travel in checkpoints (a resumed training goes on
+    # from each image's last code, as the uninterrupted one does) but not in the cached model.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["warm_codes"] = self.warm_codes
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.warm_codes = checkpoint.get("warm_codes")
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         # Projected gradient: atoms back on the unit sphere, else the l1 penalty shrinks codes by growing atoms.

@@ -24,8 +24,6 @@ class LISTA(pl.LightningModule):
     always per layer).
     """
 
-    kind = "unrolled"
-
     def __init__(self, dictionary: torch.Tensor, layers: int = 16, lam: float = 0.1, lr: float = 1e-4,
                  tied: bool = True) -> None:
         super().__init__()

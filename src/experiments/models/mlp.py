@@ -6,8 +6,6 @@ seed's derivation (batched); `gradients="autograd"` lets torch differentiate the
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -103,8 +101,6 @@ class ManualL2(torch.autograd.Function):
 
 class MLPClassifier(pl.LightningModule):
     """Fully connected layers with an activation, softmax output, cross-entropy or MSE loss, L2 penalty."""
-
-    kind: ClassVar[str] = "classifier"
 
     def __init__(
         self,

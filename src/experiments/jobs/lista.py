@@ -1,32 +1,27 @@
-"""The learned-ISTA job (model=lista): Lasso problems -> the solver's codes -> train LISTA on them ->
-its code error after T layers against ISTA's and FISTA's after T iterations."""
+"""task=lista (chosen by model=lista): Lasso problems -> the solver's codes -> train LISTA on them -> its code
+error after T layers against ISTA's and FISTA's after T iterations."""
 
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from experiments import ista, plots
+from experiments.accelerators import device_for
 from experiments.cache import save_entry
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError
-from experiments.models.lista import nmse_db
-
-if TYPE_CHECKING:
-    from experiments.pipeline import Job
+from experiments.jobs import MIN, JobKind
+from experiments.models.lista import LISTA, nmse_db
+from experiments.training import Job, train_model
 
 log = logging.getLogger(__name__)
-
-# Keys of the model config that describe the problems and the training, not LISTA's own parameters.
-JOB_KEYS = ("problem", "batch_size", "target")
-
 
 @dataclass
 class LassoProblems:
@@ -54,15 +49,20 @@ def synthetic_problems(rows: int, atoms: int, nonzeros: float, train_size: int, 
 def overcomplete_dct(patch_size: int, atoms: int) -> torch.Tensor:
     """The overcomplete 2-D DCT dictionary of sparse-coding papers (Elad and Aharon 2006): the outer
     products of sqrt(atoms) sampled cosines per axis, DC removed from all but the first, unit-norm columns."""
+    check_dct_atoms(patch_size, atoms)
     per_axis = math.isqrt(atoms)
-    if per_axis * per_axis != atoms or per_axis < patch_size:
-        raise UserError(f"model.problem.atoms={atoms} must be a square of at least patch_size^2 "
-                        f"({patch_size**2}) for the DCT dictionary, e.g. {4 * patch_size**2}")
     k = torch.arange(per_axis, dtype=torch.float64)
     one_d = torch.cos(torch.outer(torch.arange(patch_size, dtype=torch.float64), k) * math.pi / per_axis)
     one_d[:, 1:] -= one_d[:, 1:].mean(0)
     two_d = torch.einsum("ia,jb->ijab", one_d, one_d).reshape(patch_size**2, atoms)
     return (two_d / two_d.norm(dim=0)).float()
+
+
+def check_dct_atoms(patch_size: int, atoms: int) -> None:
+    per_axis = math.isqrt(atoms) if atoms >= 0 else 0
+    if per_axis * per_axis != atoms or per_axis < patch_size:
+        raise UserError(f"model.problem.atoms={atoms} must be a square of at least patch_size^2 "
+                        f"({patch_size**2}) for the DCT dictionary, e.g. {4 * patch_size**2}")
 
 
 def random_patches(images: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,18 +86,50 @@ def patch_problems(data: ImageDataModule, patch_size: int, atoms: int, train_siz
     return LassoProblems(overcomplete_dct(patch_size, atoms), train, test, None)
 
 
-def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) -> LassoProblems:
+PROBLEMS = ("synthetic", "patches")
+TARGETS = ("solver", "truth")
+# Keys of the model config that describe the problems and the training, not LISTA's own parameters.
+JOB_KEYS = ("problem", "batch_size", "target")
+
+
+def check(cfg: DictConfig, data: ImageDataModule | None) -> None:
+    """Every setting of the problems, the targets and LISTA itself, before any solving or training."""
+    if not issubclass(get_class(cfg.model._target_), LISTA):
+        raise UserError(f"task=lista trains learned ISTA, and {cfg.model._target_} is not it; use model=lista")
+    model, problem = cfg.model, cfg.model.problem
+    if problem.kind not in PROBLEMS:
+        raise UserError(f"model.problem.kind={problem.kind!r} is not one of {', '.join(PROBLEMS)}")
+    if model.target not in TARGETS or (model.target == "truth" and problem.kind != "synthetic"):
+        raise UserError(f"model.target={model.target!r}: use solver, or truth with model.problem.kind=synthetic")
+    if model.layers < 1:
+        raise UserError(f"model.layers must be at least 1, got {model.layers}")
+    if model.lam < 0 or model.lr <= 0:
+        raise UserError(f"model.lam must be >= 0 and model.lr > 0, got {model.lam} and {model.lr}")
+    if model.batch_size < 1:
+        raise UserError(f"model.batch_size must be at least 1, got {model.batch_size}")
     if min(problem.train_size, problem.test_size) < 1:
         raise UserError("model.problem.train_size and test_size must be at least 1")
+    if min(problem.target_iterations, problem.compare_iterations) < 1 or problem.target_tol < 0:
+        raise UserError("model.problem.target_iterations and compare_iterations must be at least 1, target_tol >= 0")
     if problem.kind == "synthetic":
         if not 0 < problem.nonzeros <= 1:
             raise UserError(f"model.problem.nonzeros must be a fraction in (0, 1], got {problem.nonzeros}")
+        if min(problem.rows, problem.atoms) < 1:
+            raise UserError("model.problem.rows and atoms must be at least 1")
+    else:
+        assert data is not None
+        check_dct_atoms(problem.patch_size, problem.atoms)
+        _, _, height, width = data.fit_images.shape
+        if not 1 <= problem.patch_size <= min(height, width):
+            raise UserError(f"model.problem.patch_size={problem.patch_size} does not fit the {height}x{width} images")
+
+
+def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) -> LassoProblems:
+    if problem.kind == "synthetic":
         return synthetic_problems(problem.rows, problem.atoms, problem.nonzeros, problem.train_size,
                                   problem.test_size, seed)
-    if problem.kind == "patches":
-        assert data is not None
-        return patch_problems(data, problem.patch_size, problem.atoms, problem.train_size, problem.test_size, seed)
-    raise UserError(f"model.problem.kind={problem.kind!r} is not one of synthetic, patches")
+    assert data is not None
+    return patch_problems(data, problem.patch_size, problem.atoms, problem.train_size, problem.test_size, seed)
 
 
 def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> ista.LassoResult:
@@ -131,19 +163,9 @@ def iterate_errors(problems: LassoProblems, lam: float, method: str, iterations:
     return errors
 
 
-def first_reaching(curve: list[float], level: float) -> int | None:
-    """The first iteration (1-based) whose error is at most `level`."""
-    hits = np.flatnonzero(np.asarray(curve) <= level)
-    return int(hits[0]) + 1 if len(hits) else None
-
-
-def lista_job(job: Job) -> dict[str, Any]:
-    from experiments.pipeline import train_model
-
+def run(job: Job, plan: None) -> dict[str, Any]:
     cfg, timer, tracker = job.cfg, job.timer, job.tracker
     problem, lam, layers = cfg.model.problem, cfg.model.lam, cfg.model.layers
-    if cfg.model.target not in ("solver", "truth") or (cfg.model.target == "truth" and problem.kind != "synthetic"):
-        raise UserError(f"model.target={cfg.model.target!r}: use solver, or truth with model.problem.kind=synthetic")
     with timer("problems"):
         problems = make_problems(problem, job.data, cfg.seed)
     with timer("targets"):
@@ -158,7 +180,7 @@ def lista_job(job: Job) -> dict[str, Any]:
     model = instantiate(DictConfig({k: v for k, v in cfg.model.items() if k not in JOB_KEYS}), dictionary=problems.dictionary)
     with timer("fit"):
         history = train_model(
-            cfg.trainer, model, tracker.logger, job.dir / "checkpoints" / "last.ckpt", cfg.resume,
+            cfg.trainer, model, tracker.logger, job.checkpoint(), cfg.resume,
             train_dataloaders=batches((problems.train.T, train_targets.T), cfg.model.batch_size, shuffle=True, seed=cfg.seed),
             val_dataloaders=batches((problems.test.T, val_targets.T), 1024, shuffle=False),
         )
@@ -168,7 +190,7 @@ def lista_job(job: Job) -> dict[str, Any]:
     with timer("compare"):
         references = {"solver": test_targets, **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
         curves = error_curves(problems, lam, problem.compare_iterations * layers, references)
-        model.eval()
+        model.to(device_for(cfg.trainer.accelerator)).eval()
         with torch.no_grad():
             per_layer = model(problems.test.to(model.device), all_layers=True)
         for name, reference in references.items():
@@ -184,14 +206,14 @@ def lista_job(job: Job) -> dict[str, Any]:
     lista_error = results[f"lista_nmse_db_vs_{score}"]
     results |= {f"nmse_db_{method}": results[f"{method}_nmse_db_vs_{score}"] for method in ("lista", "ista", "fista")}
     for method in ("ista", "fista"):  # how long the solvers take to do what T layers do
-        results[f"{method}_iterations_to_match_lista"] = first_reaching(curves[f"{method}_vs_{score}"], lista_error)
+        results[f"{method}_iterations_to_match_lista"] = ista.first_iteration_within(curves[f"{method}_vs_{score}"], lista_error)
     results |= {
         "layers": layers, "lam": lam, "problem": problem.kind, "trained_on": cfg.model.target, "scored_against": score,
         "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,
         "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
         "final_val_loss": history[-1].get("val/loss") if history else None,
         "targets_converged": all(r.converged for r in solved.values()),  # FISTA reached target_tol
-        "model": job.choices.get("model"), "checkpoint": str(checkpoint), "wandb_dir": tracker.wandb_dir,
+        "model": job.choices.get("model"), "checkpoint": str(checkpoint),
     }
 
     with timer("plots"):
@@ -214,3 +236,26 @@ def log_error_chart(tracker: Any, curves: dict[str, list[float]]) -> None:
     run.log({"code_error_chart": wandb.plot.line_series(
         xs=[list(range(1, len(curves[n]) + 1)) for n in names], ys=[curves[n] for n in names], keys=names,
         title="code NMSE (dB) against iterations / layers", xname="iteration or layer")})
+
+
+KIND = JobKind(
+    name="lista",
+    # Code error in dB: lower is better.
+    scores={"nmse_db_lista": MIN, "nmse_db_fista": MIN, "nmse_db_ista": MIN, "final_val_loss": MIN},
+    columns=[
+        ("LISTA NMSE (dB)", "nmse_db_lista"),
+        ("FISTA NMSE (dB)", "nmse_db_fista"),
+        ("ISTA NMSE (dB)", "nmse_db_ista"),
+        ("layers", "layers"),
+        ("problem", "problem"),
+        ("against", "scored_against"),
+        ("tied", "tied"),
+        ("fista_iterations_to_match_lista", "fista_iterations_to_match_lista"),
+        ("ista_iterations_to_match_lista", "ista_iterations_to_match_lista"),
+    ],
+    labelled_by=("layers", "problem"),
+    needs_data=lambda cfg: OmegaConf.select(cfg, "model.problem.kind") == "patches",
+    check=check,
+    run=run,
+    shown=("nmse_db_ista", "nmse_db_fista"),
+)

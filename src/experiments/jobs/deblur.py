@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,16 +18,20 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from experiments import ista, plots
+from experiments.accelerators import device_for
+from experiments.data import ImageDataModule
 from experiments.errors import UserError
-
-if TYPE_CHECKING:
-    from experiments.pipeline import Job
+from experiments.files import write_csv
+from experiments.jobs import MAX, JobKind
+from experiments.training import Job
 
 log = logging.getLogger(__name__)
 
 
 def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
     """The 1-D factor g of a normalised size x size Gaussian outer(g, g) (MATLAB's fspecial('gaussian', size, sigma))."""
+    if size < 1 or size % 2 == 0:
+        raise UserError(f"task.kernel_size must be odd and at least 1 (a centred kernel), got {size}")
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(offsets**2) / (2 * sigma**2))
     return g / g.sum()
@@ -48,7 +53,7 @@ class Blur:
 
     def __init__(self, g: torch.Tensor, height: int, width: int) -> None:
         size = len(g)
-        if size % 2 == 0:
+        if size % 2 == 0 or size < 1:
             raise UserError(f"task.kernel_size must be odd (a centred kernel), got {size}")
         if size > min(height, width):
             raise UserError(
@@ -82,6 +87,8 @@ class HaarBasis:
     """An orthonormal `levels`-level 2-D Haar transform (ptwt): synthesis W and analysis W^T = W^-1."""
 
     def __init__(self, height: int, width: int, levels: int = 3) -> None:
+        if levels < 1:
+            raise UserError(f"task.levels must be at least 1, got {levels}")
         if height % 2**levels or width % 2**levels:
             raise UserError(
                 f"task.basis=haar with {levels} levels needs height and width divisible by {2**levels}, got "
@@ -166,16 +173,26 @@ def load_image(task: DictConfig, data_image: np.ndarray | None) -> np.ndarray:
 
 
 def make_basis(name: str, height: int, width: int, levels: int) -> HaarBasis | IdentityBasis:
-    if name == "haar":
-        return HaarBasis(height, width, levels)
-    if name == "identity":
-        return IdentityBasis()
-    raise UserError(f"task.basis={name!r} is not one of haar, identity")
+    return HaarBasis(height, width, levels) if name == "haar" else IdentityBasis()
 
 
-def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
-    """Blur and noise the image, then solve by ISTA and by FISTA; curves, panels and scores."""
-    cfg, task, timer, tracker = job.cfg, job.cfg.task, job.timer, job.tracker
+BASES = ("haar", "identity")
+DTYPES = ("float64", "float32")
+
+
+@dataclass
+class Plan:
+    """The problem, built and checked: the sharp image as columns and the operator A = K W."""
+
+    sharp: torch.Tensor  # (H*W, C)
+    shape: tuple[int, int, int]  # (C, H, W)
+    blur: Blur
+    operator: BlurInBasis
+
+
+def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
+    """Every task setting, the image and the operators built for its size, before any solving or logging."""
+    task = cfg.task
     if task.lam < 0:
         raise UserError(f"task.lam must be >= 0, got {task.lam}")
     if task.sigma <= 0 or task.noise < 0:
@@ -183,23 +200,42 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
     if min(task.ista_iterations, task.fista_iterations) < 1 or task.reference_iterations < 0:
         raise UserError("task.ista_iterations and task.fista_iterations must be at least 1, "
                         "task.reference_iterations at least 0")
-    if task.dtype not in ("float64", "float32"):
-        raise UserError(f"task.dtype={task.dtype!r} is not one of float64, float32")
-    accelerator = cfg.trainer.accelerator
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if on_gpu else "cpu")
-    dtype = getattr(torch, task.dtype)
+    if task.dtype not in DTYPES:
+        raise UserError(f"task.dtype={task.dtype!r} is not one of {', '.join(DTYPES)}")
+    if task.basis not in BASES:
+        raise UserError(f"task.basis={task.basis!r} is not one of {', '.join(BASES)}")
+    if task.tol < 0:
+        raise UserError(f"task.tol must be >= 0 (0: run all iterations), got {task.tol}")
+    if task.size is not None and task.size < 1:
+        raise UserError(f"task.size must be at least 1 (or null: the image's own size), got {task.size}")
+    device, dtype = device_for(cfg.trainer.accelerator), getattr(torch, task.dtype)
+    image = torch.from_numpy(load_image(task, data_image(task, data))).to(device, dtype)
+    channels, height, width = image.shape
+    blur = Blur(gaussian_kernel(task.kernel_size, task.sigma).to(device, dtype), height, width)
+    operator = BlurInBasis(blur, make_basis(task.basis, height, width, task.levels))
+    return Plan(image.reshape(channels, -1).T, (channels, height, width), blur, operator)
+
+
+def data_image(task: DictConfig, data: ImageDataModule | None) -> np.ndarray | None:
+    """The data group's fit image `task.index` when task.image=data."""
+    if data is None:
+        return None
+    if not 0 <= task.index < len(data.fit_images):
+        raise UserError(f"task.index={task.index} is not one of the data's {len(data.fit_images)} fit images")
+    return data.fit_images[task.index].double().numpy()
+
+
+def run(job: Job, plan: Plan) -> dict[str, Any]:
+    """Blur and noise the image, then solve by ISTA and by FISTA; curves, panels and scores."""
+    cfg, task, timer, tracker = job.cfg, job.cfg.task, job.timer, job.tracker
+    sharp, operator, blur = plan.sharp, plan.operator, plan.blur
+    channels, height, width = plan.shape
     with timer("problem"):
-        image = torch.from_numpy(load_image(task, data_image)).to(device, dtype)
-        channels, height, width = image.shape
-        blur = Blur(gaussian_kernel(task.kernel_size, task.sigma).to(device, dtype), height, width)
-        operator = BlurInBasis(blur, make_basis(task.basis, height, width, task.levels))
-        sharp = image.reshape(channels, -1).T  # columns, one per channel
         generator = torch.Generator().manual_seed(cfg.seed)
-        noise = torch.randn(sharp.shape, generator=generator, dtype=torch.float64).to(device, dtype)
+        noise = torch.randn(sharp.shape, generator=generator, dtype=torch.float64).to(sharp.device, sharp.dtype)
         blurred = blur(sharp) + task.noise * noise
     log.info("deblurring a %dx%dx%d image: kernel %d sigma %g, noise %g, lam %g, basis %s, on %s",
-             channels, height, width, task.kernel_size, task.sigma, task.noise, task.lam, task.basis, device)
+             channels, height, width, task.kernel_size, task.sigma, task.noise, task.lam, task.basis, sharp.device)
 
     curves: dict[str, list[float]] = {}
     restored: dict[str, torch.Tensor] = {}
@@ -219,7 +255,7 @@ def deblur_job(job: Job, data_image: np.ndarray | None) -> dict[str, Any]:
                                    tol=0, x0=result.x)  # `result` is FISTA's: go on from where it stopped
         results |= suboptimality_iterations(curves["objective_fista"], float(reference.objective.min()))
     results |= {"task": "deblur", "image": task.image, "shape": [channels, height, width], "lam": task.lam,
-                "basis": task.basis, "seed": cfg.seed, "device": str(device), "wandb_dir": tracker.wandb_dir}
+                "basis": task.basis, "seed": cfg.seed, "device": str(sharp.device)}
 
     with timer("plots"):
         log_curves(job, curves, results.get("objective_reference"))
@@ -261,15 +297,12 @@ def suboptimality_iterations(fista: list[float], reference: float) -> dict[str, 
     relative = (np.asarray(fista) - optimum) / abs(optimum)
     out: dict[str, Any] = {"objective_reference": optimum}
     for tol, name in ((1e-4, "1e-4"), (1e-6, "1e-6")):
-        hits = np.flatnonzero(relative <= tol)
-        out[f"fista_iterations_to_{name}"] = int(hits[0]) + 1 if len(hits) else None
+        out[f"fista_iterations_to_{name}"] = ista.first_iteration_within(relative.tolist(), tol)
     return out
 
 
 def log_curves(job: Job, curves: dict[str, list[float]], optimum: float | None) -> None:
     """Objective and PSNR against iteration: curves.csv, a figure, and W&B metrics by iteration."""
-    from experiments.tracking import write_csv
-
     n = max(len(c) for c in curves.values())
     names = list(curves)
     rows = [[i + 1] + [c[i] if i < len(c) else None for c in curves.values()] for i in range(n)]
@@ -282,3 +315,24 @@ def log_curves(job: Job, curves: dict[str, list[float]], optimum: float | None) 
         for i, row in enumerate(rows):
             run.log({"solver/iteration": i + 1,
                      **{f"solver/{name}": value for name, value in zip(names, row[1:]) if value is not None}})
+
+
+KIND = JobKind(
+    name="deblur",
+    scores={"psnr_fista": MAX, "psnr_ista": MAX},
+    columns=[
+        ("PSNR FISTA", "psnr_fista"),
+        ("PSNR ISTA", "psnr_ista"),
+        ("PSNR blurred", "psnr_blurred"),
+        ("lam", "lam"),
+        ("basis", "basis"),
+        ("image", "image"),
+        ("objective_fista_at_100", "objective_fista_at_100"),
+        ("objective_ista_at_1000", "objective_ista_at_1000"),
+    ],
+    labelled_by=("lam", "basis"),
+    needs_data=lambda cfg: cfg.task.image == "data",
+    check=check,
+    run=run,
+    shown=("psnr_ista", "psnr_blurred"),
+)

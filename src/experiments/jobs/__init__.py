@@ -1,0 +1,87 @@
+"""Job kinds: what one `python -m experiments` job does, one module each.
+
+    cluster.py   train an encoder (autoencoder, sparse coding), reduce, cluster and score its codes
+    classify.py  train the MLP classifier and score it on held-out images
+    lista.py     train learned ISTA and compare it with ISTA and FISTA after T steps
+    deblur.py    deblur an image by ISTA and FISTA (no model)
+
+`task=NAME` chooses one (`conf/task/NAME.yaml`, whose `kind` names the module). Each module holds a `KIND`,
+a `JobKind` that declares in one place everything the rest of the framework needs to know: its scores and
+their direction, its sweep-table columns, whether it needs the data group, its pre-flight `check` and its
+`run`. Adding a kind is one module here and one config file in conf/task/.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from experiments.errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from experiments.data import ImageDataModule
+    from experiments.training import Job
+
+MAX, MIN = "max", "min"
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """Everything the dispatcher, the sweep table and the sweepers know about a kind of job."""
+
+    name: str
+    # Score key in results.json -> "max" or "min" (whether higher or lower is better). The first is what a
+    # sweeper optimises and the summary sorts by unless `task.score` names another.
+    scores: dict[str, str]
+    # The sweep table: (column header, results.json key), the optimised score's column first.
+    columns: list[tuple[str, str]]
+    # Column headers that name a job in the sweep's scores plot.
+    labelled_by: tuple[str, ...]
+    # Whether the job reads the data group (cfg -> bool).
+    needs_data: Callable[[DictConfig], bool]
+    # Pre-flight: every error the config and the data's shape can reveal, raised as UserError before any
+    # training and before a W&B run exists. Returns what `run` needs (built models, estimators, ...).
+    check: Callable[[DictConfig, ImageDataModule | None], Any]
+    # The stages: (job, what check returned) -> results.
+    run: Callable[[Job, Any], dict[str, Any]]
+    # Scores shown in the last log line, after the optimised one.
+    shown: tuple[str, ...] = ()
+    # The modules whose code shapes this kind's results besides those named by the config's _target_s.
+    code: tuple[str, ...] = ()
+    # Under accelerator=ddp, what the processes of rank > 0 do: (cfg, job_dir, data set up, job key) -> None.
+    # None: the kind refuses ddp.
+    ddp_worker: Callable[[DictConfig, Path, ImageDataModule, str], None] | None = field(default=None)
+
+    def score(self, requested: str | None = None) -> tuple[str, str]:
+        """(the optimised score's key, "max" or "min"): `requested` (task.score), by default the kind's first."""
+        name = requested or next(iter(self.scores))
+        if name not in self.scores:
+            raise UserError(f"task.score={name!r} is not a score of task={self.name}; use one of "
+                            f"{', '.join(self.scores)}")
+        return name, self.scores[name]
+
+
+def load(name: str) -> JobKind:
+    """The kind named `name`: the KIND of experiments.jobs.<name>."""
+    if not name.isidentifier():
+        raise UserError(f"task.kind={name!r} is not a job kind (a module of experiments.jobs)")
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise UserError(f"task.kind={name!r}: no module experiments/jobs/{name}.py") from None
+    return module.KIND
+
+
+def direction(kind: str, score: str | None = None) -> str:
+    """"maximize" or "minimize": Optuna's direction for `score` (None: the kind's own) of `kind`.
+
+    The config resolver `${score_direction:${task.kind},${task.score}}` (conf/sweep/search.yaml).
+    """
+    return "maximize" if load(kind).score(score)[1] == MAX else "minimize"

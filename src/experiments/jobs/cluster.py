@@ -1,0 +1,330 @@
+"""task=cluster: fit (or load) an encoder -> encode the eval images -> reduce -> cluster -> score -> plots.
+
+The Kaggle report's job (seed 001): the encoder is model=autoencoder or model=ista (sparse coding), the
+reducer and clusterer are scikit-learn estimators (or adapters that behave as such).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+from sklearn.decomposition import PCA
+
+from experiments import plots
+from experiments.accelerators import device_for
+from experiments.cache import Cache, Entry, save_entry
+from experiments.data import ImageDataModule
+from experiments.errors import UserError
+from experiments.files import write_csv
+from experiments.fingerprint import settings_key
+from experiments.jobs import MAX, MIN, JobKind
+from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
+from experiments.reduce import OpenTSNE, check_perplexity
+from experiments.training import Job, model_cache_key, model_code_version, train_model
+
+log = logging.getLogger(__name__)
+
+REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "umap": "UMAP", "none": "none"}
+
+
+@dataclass
+class Plan:
+    """What the check built for the stages."""
+
+    model: pl.LightningModule
+    reducer: Any
+    clusterer: Any
+    n_clusters: int
+
+
+def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
+    """The encoder built for the data, the reducer and clusterer built and validated against the code size
+    and the number of eval images: every setting that would fail after training fails here."""
+    assert data is not None
+    if not callable(getattr(get_class(cfg.model._target_), "encode", None)):
+        raise UserError(f"task=cluster clusters an encoder's codes, and {cfg.model._target_} has no encode(); "
+                        "use model=autoencoder or model=ista (model=mlp: task=classify)")
+    model = encoder_for(cfg, data)
+    n_eval = len(data.eval_images)
+    n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
+    reducer = instantiate(cfg.reducer)
+    check_estimator("reducer", reducer)
+    check_n_components(reducer, n_eval, int(model.hparams.latent_dim))
+    perplexity = getattr(reducer, "perplexity", None)
+    if isinstance(perplexity, (int, float)):
+        try:
+            check_perplexity(perplexity, n_eval, setting="reducer.perplexity")
+        except ValueError as e:
+            raise UserError(f"{e} (the eval images)") from None
+    clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
+    check_estimator("clusterer", clusterer)
+    return Plan(model, reducer, clusterer, n_clusters)
+
+
+def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
+    """The configured encoder, sized for the data; the data's training batches carry image indices when the
+    model asks (sparse coding warm-starts each image's code)."""
+    model = instantiate(cfg.model, image_shape=data.image_shape)
+    data.with_index = getattr(model, "needs_example_index", False)
+    return model
+
+
+def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: int) -> int:
+    """clusterer.n_clusters, defaulting to the data's class count."""
+    n_clusters = configured if configured is not None else n_classes
+    if n_clusters is None:
+        raise UserError("clusterer.n_clusters: the eval images have no labels to count classes from; set it")
+    if n_clusters < 1:
+        raise UserError(f"clusterer.n_clusters must be at least 1, got {n_clusters}")
+    if n_clusters > n_eval:
+        raise UserError(f"clusterer.n_clusters={n_clusters} is more clusters than the {n_eval} eval images")
+    return int(n_clusters)
+
+
+def check_estimator(setting: str, estimator: Any) -> None:
+    """scikit-learn's own validation of an estimator's parameters (types and ranges), without fitting it."""
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate):
+        try:
+            validate()
+        except (ValueError, TypeError) as e:  # sklearn's InvalidParameterError is both
+            raise UserError(f"{setting} ({type(estimator).__name__}): {e}") from None
+
+
+def check_n_components(reducer: Any, n_codes: int, code_size: int) -> None:
+    n_components = getattr(reducer, "n_components", None)
+    if not isinstance(n_components, int) or isinstance(n_components, bool):
+        return
+    limit = min(n_codes, code_size)
+    if not 1 <= n_components <= limit:
+        raise UserError(
+            f"reducer.n_components={n_components} does not fit {n_codes} codes of dimension "
+            f"{code_size} (model.latent_dim); use 1..{limit}"
+        )
+
+
+def run(job: Job, plan: Plan) -> dict[str, Any]:
+    cfg, data, timer, tracker, choices = job.cfg, job.data, job.timer, job.tracker, job.choices
+    model_key = model_cache_key(cfg, data.source_digest)
+    with timer("fit"):
+        model, trained, cache_status = fit_or_load(job, plan.model, model_key)
+    if cache_status == "hit":
+        replay_history(tracker, trained["history"])
+
+    with timer("encode"):
+        codes, reconstructions = encode(model.to(device_for(cfg.trainer.accelerator)), data)
+    np.save(job.dir / "codes.npy", codes)
+
+    with timer("reduce"):
+        reduced = library_stage("reducer", choices.get("reducer"), plan.reducer.fit_transform, codes)
+
+    with timer("cluster"):
+        clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), plan.clusterer.fit_predict, reduced))
+    write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
+
+    with timer("score"):
+        labels = data.eval_labels
+        mse = per_image_mse(data.eval_images.numpy(), reconstructions)
+        example_ids = examples_of_different_classes(labels, len(mse), 2)
+        results: dict[str, Any] = {
+            **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
+                ["public_score", "private_score", "acc", "nmi", "ari"])),
+            "recon_mse": float(mse.mean()),
+            "code_sparsity": float((codes == 0).mean()),  # fraction of zeros: about 0 for an autoencoder
+            "recon_mse_examples": [
+                {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
+                for i in example_ids
+            ],
+            "latent_dim": int(codes.shape[1]),
+            "reducer": choices.get("reducer"),
+            "reduced_method": REDUCED_METHOD.get(choices.get("reducer"), choices.get("reducer")),
+            "reduced_dim": int(reduced.shape[1]),
+            "clusterer": choices.get("clusterer"),
+            "n_clusters": plan.n_clusters,
+            "model": choices.get("model"),
+            "data": choices.get("data"),
+            "seed": cfg.seed,
+            "cache": cache_status,
+            "checkpoint": trained.get("path"),
+            "model_code_version": trained.get("code_version"),
+        }
+        if hasattr(plan.reducer, "kl_divergence_"):
+            results["tsne_kl"] = float(plan.reducer.kl_divergence_)
+        if hasattr(model, "solver_report"):  # codes found by a solver (model=ista): did it converge?
+            results |= model.solver_report()
+
+    with timer("plots"):
+        log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
+        if hasattr(model, "atoms"):  # a dictionary's atoms are images: show them
+            tracker.log_figure("atoms", plots.image_grid_figure(model.atoms().cpu().numpy(), "dictionary atoms"))
+        views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
+        log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
+    return results
+
+
+def library_stage(setting: str, name: str | None, function: Any, inputs: np.ndarray) -> np.ndarray:
+    """Call a library's fit method, turning its complaints about parameters into a UserError."""
+    try:
+        return function(inputs)
+    except ValueError as e:  # scikit-learn and openTSNE report bad parameters as ValueError
+        raise UserError(f"{setting} ({name}): {e}") from None
+
+
+def fit_or_load(job: Job, model: pl.LightningModule, key: str) -> tuple[pl.LightningModule, Entry, str]:
+    """The trained model, from the cache when one with the same settings and code exists; and
+    "hit"/"miss"/"off"."""
+    cfg, cache = job.cfg, job.cache
+    code = model_code_version(cfg.model, cfg.data)
+
+    def train() -> Entry:
+        checkpoint = cache.partial_checkpoint(key) if cache is not None else job.checkpoint()
+        history = train_model(cfg.trainer, model, job.tracker.logger, checkpoint, cfg.resume, datamodule=job.data)
+        return {"state_dict": model.state_dict(), "history": history, "code_version": code}
+
+    if cache is not None:
+        trained, hit = cache.get_or_compute(key, train)
+        trained = {**trained, "path": str(cache.path(key))}
+        if hit:
+            model.load_state_dict(trained["state_dict"])
+            log.info("model cache hit: %s (made by code %s)", cache.path(key), trained.get("code_version"))
+        else:
+            log.info("model cache miss: trained %s (code %s)", cache.path(key), code)
+        return model, trained, "hit" if hit else "miss"
+    # Without the cache the job keeps its own copy, so a failure after training loses nothing.
+    trained = train()
+    path = job.dir / "model.pt"
+    save_entry(trained, path)
+    return model, {**trained, "path": str(path)}, "off"
+
+
+def ddp_worker(cfg: DictConfig, job_dir: Path, data: ImageDataModule, key: str) -> None:
+    """Rank > 0 under DDP: train on this process's shard beside rank 0, which alone caches, scores and logs."""
+    model = encoder_for(cfg, data)
+    model_key = model_cache_key(cfg, data.source_digest)
+    checkpoint = (Cache(cfg.cache_dir).partial_checkpoint(model_key) if cfg.cache
+                  else job_dir / f"training-{key}.partial.ckpt")
+    train_model(cfg.trainer, model, None, checkpoint, cfg.resume, datamodule=data)
+
+
+def replay_history(tracker: Any, history: list[dict[str, float]]) -> None:
+    """Log the cached model's training curves, so every job's run shows how its model trained."""
+    for row in history:
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {"epoch": row["epoch"]})
+
+
+@torch.no_grad()
+def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and reconstructions of the eval images, on the model's device."""
+    model.eval()
+    codes, reconstructions = [], []
+    for images, *_ in data.eval_dataloader():
+        code = model.encode(images.to(model.device))
+        codes.append(code.cpu())
+        reconstructions.append(model.decoder(code).cpu())
+    return torch.cat(codes).numpy(), torch.cat(reconstructions).float().numpy()
+
+
+def log_reconstructions(tracker: Any, data: ImageDataModule, reconstructions: np.ndarray, mse: np.ndarray,
+                        count: int) -> None:
+    labels = data.eval_labels
+    ids = examples_of_different_classes(labels, len(mse), count)
+    originals = data.eval_images.numpy()[ids]
+    captions = [
+        (f"#{i} " if labels is None else f"#{i} class {labels[i]} ") + f"MSE {mse[i]:.4f}" for i in ids
+    ]
+    tracker.log_figure("reconstructions", plots.reconstruction_figure(originals, reconstructions[ids], captions))
+    stacked = [np.concatenate([originals[k], reconstructions[i]], axis=1) for k, i in enumerate(ids)]
+    tracker.log_images("reconstructions_panel", [plots.to_displayable(s) for s in stacked], captions)
+
+
+class EmbeddingViews:
+    """2-D PCA and t-SNE views of a random sample of the codes.
+
+    The t-SNE view is cached with the model (same model, same codes): jobs of a sweep that differ only
+    after the encoder (reducer, clusterer) draw it once.
+    """
+
+    def __init__(self, codes: np.ndarray, max_points: int, seed: int, cache: Cache | None, model_key: str) -> None:
+        rng = np.random.default_rng(seed)
+        self.sample = np.sort(rng.choice(len(codes), size=min(max_points, len(codes)), replace=False))
+        self.codes = codes[self.sample]
+        self.seed = seed
+        self.cache = cache
+        self.key = settings_key({"model": model_key, "view": "tsne", "sample": len(self.sample)})
+
+    def pca(self) -> np.ndarray:
+        return PCA(2, random_state=self.seed).fit_transform(self.codes)
+
+    def tsne(self) -> np.ndarray:
+        def compute() -> Entry:
+            perplexity = min(30.0, (len(self.codes) - 1) / 3.1)
+            return {"coords": torch.from_numpy(OpenTSNE(2, perplexity=perplexity, random_state=self.seed).fit_transform(self.codes))}
+
+        entry = compute() if self.cache is None else self.cache.get_or_compute(self.key, compute)[0]
+        return entry["coords"].numpy()
+
+
+def log_embeddings(
+    tracker: Any,
+    views: EmbeddingViews,
+    with_tsne: bool,
+    reduced: np.ndarray,
+    labels: np.ndarray | None,
+    clusters: np.ndarray,
+    reducer_name: str | None,
+) -> None:
+    """2-D PCA and t-SNE views of the codes, as figures and one explorable table."""
+    if views.codes.shape[1] < 2:
+        return
+    makers = {"pca": views.pca, **({"tsne": views.tsne} if with_tsne else {})}
+    if reduced.shape[1] == 2 and reducer_name in makers:
+        makers[reducer_name] = lambda: reduced[views.sample]  # the reducer already made this view
+    sample = views.sample
+    rows = []
+    for method, make in makers.items():
+        coords = make()
+        sample_labels = None if labels is None else labels[sample]
+        title = f"{'PCA' if method == 'pca' else 't-SNE'} of the codes"
+        tracker.log_figure(f"embedding/{method}", plots.embedding_figure(coords, sample_labels, clusters[sample], title))
+        rows += [
+            [method, int(i), float(x), float(y), None if labels is None else int(labels[i]), int(clusters[i])]
+            for i, (x, y) in zip(sample, coords)
+        ]
+    tracker.log_table("embedding_2d", ["method", "index", "x", "y", "label", "cluster"], rows)
+
+
+KIND = JobKind(
+    name="cluster",
+    scores={"public_score": MAX, "private_score": MAX, "acc": MAX, "nmi": MAX, "ari": MAX, "recon_mse": MIN},
+    # The seed report's columns first, in its order, then the rest of what a job reports.
+    columns=[
+        ("Public Score", "public_score"),
+        ("Private Score", "private_score"),
+        ("Reduced Method", "reduced_method"),
+        ("Latent Dimension", "latent_dim"),
+        ("Reduced Dimension", "reduced_dim"),
+        ("acc", "acc"),
+        ("nmi", "nmi"),
+        ("ari", "ari"),
+        ("recon_mse", "recon_mse"),
+        ("code_sparsity", "code_sparsity"),
+        ("clusterer", "clusterer"),
+        ("n_clusters", "n_clusters"),
+        ("model", "model"),
+        ("cache", "cache"),
+    ],
+    labelled_by=("model", "Reduced Method", "Latent Dimension", "Reduced Dimension", "clusterer"),
+    needs_data=lambda cfg: True,
+    check=check,
+    run=run,
+    shown=("acc", "nmi", "private_score"),
+    ddp_worker=ddp_worker,
+)

@@ -1,0 +1,161 @@
+"""What the job kinds share below them: the job record, stage timing, and training with a checkpoint after
+every epoch that a killed job resumes from, keyed by what made it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.cache import Cache
+from experiments.data import ImageDataModule
+from experiments.fingerprint import code_version, module_of_target, settings_key
+
+log = logging.getLogger(__name__)
+
+# Trainer settings that change how training is shown, not the model it produces.
+DISPLAY_SETTINGS = {"enable_progress_bar", "enable_model_summary", "log_every_n_steps"}
+
+
+class StageTimer:
+    """Seconds per stage, with a log line as each one ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("stage %s ...", stage)
+        yield
+        self.seconds[stage] = round(time.perf_counter() - start, 3)
+        log.info("stage %s done in %.1fs", stage, self.seconds[stage])
+
+
+@dataclass
+class Job:
+    """What the stages of one job share."""
+
+    cfg: DictConfig
+    dir: Path
+    choices: dict[str, str]  # the chosen option of each config group (model=..., reducer=...)
+    data: ImageDataModule | None  # None when the kind needs no data
+    tracker: Any  # tracking.Tracker
+    timer: StageTimer
+    cache: Cache | None
+    key: str  # settings and code of this job's results: names its checkpoints
+
+    def checkpoint(self) -> Path:
+        """Where training saves its state every epoch when the model is not cached: named by the job's key,
+        so a checkpoint of other settings or other code is never resumed."""
+        return self.dir / f"training-{self.key}.partial.ckpt"
+
+
+def resolved(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def trainer_settings(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """The trainer's settings that shape a model (not how its training is shown)."""
+    return {k: v for k, v in resolved(trainer_cfg).items() if k not in DISPLAY_SETTINGS}
+
+
+def model_code_version(model_cfg: DictConfig, data_cfg: DictConfig) -> str:
+    """The code that shapes a trained model: its module, its data module, this training loop (and what they import)."""
+    return code_version(module_of_target(model_cfg._target_), module_of_target(data_cfg._target_), __name__)
+
+
+def model_cache_key(cfg: DictConfig, data_digest: str, model: DictConfig | None = None,
+                    max_epochs: int | None = None) -> str:
+    """The cache key of the model that `cfg` trains (or of `model` trained for `max_epochs` on its data):
+    data settings and files, model, trainer, seed and the code that trains it."""
+    model = cfg.model if model is None else model
+    trainer = trainer_settings(cfg.trainer)
+    if max_epochs is not None:
+        trainer["max_epochs"] = max_epochs
+    data = {k: v for k, v in resolved(cfg.data).items() if k != "num_workers"}
+    return settings_key({"data": data, "data_files": data_digest, "model": resolved(model), "trainer": trainer,
+                         "seed": cfg.seed, "code": model_code_version(model, cfg.data)})
+
+
+def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, checkpoint: Path, resume: bool,
+                **fit_args: Any) -> list[dict[str, float]]:
+    """Fit `model` with the configured Lightning Trainer, saving its whole state to `checkpoint` after every
+    epoch and, with `resume`, continuing from there; return the per-epoch metrics.
+
+    `checkpoint` is named by everything that shapes the training (settings and code), so an existing one
+    is this training's. A resumed training is the uninterrupted one: the data order of each epoch comes
+    from (seed, epoch), and the checkpoint holds the optimiser, the callbacks' state and torch's RNG.
+    """
+    history = EpochHistory()
+    settings = OmegaConf.to_container(trainer_cfg, resolve=True)
+    user_callbacks = [instantiate(c) for c in settings.pop("callbacks", None) or []]
+    trainer: pl.Trainer = instantiate(settings, logger=logger or False,
+                                      callbacks=[*user_callbacks, history, EpochCheckpoint(checkpoint)])
+    start_from = None
+    if resume and checkpoint.exists():
+        log.info("resuming training from %s", checkpoint)
+        start_from = checkpoint
+    with warnings.catch_warnings():
+        # In-memory tensors need no loader workers; Lightning suggests them regardless.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(model, ckpt_path=start_from, weights_only=False, **fit_args)
+    checkpoint.unlink(missing_ok=True)
+    return history.epochs
+
+
+class EpochHistory(pl.Callback):
+    """Per-epoch training curves, kept with the cached model so a cache hit can log them too."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
+        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+
+    # Saved in checkpoints, so a resumed training keeps the epochs from before its interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
+
+
+class EpochCheckpoint(pl.Callback):
+    """Saves the whole training state after every epoch, atomically, so a killed job resumes from it.
+
+    torch's global RNG is saved too: a model that draws random numbers while training (dropout, noise)
+    resumes the draws of the uninterrupted run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The same temporary name on every rank: under DDP rank 0 alone writes it, after a barrier.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])

@@ -1,0 +1,157 @@
+"""task=cluster in this process: encoder -> codes -> reduce -> cluster -> score, its files, its cache, and
+every setting that must fail before training."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import QUICK, check_job, history_keys, run_job, wandb_summary
+
+from experiments.errors import UserError
+from experiments.reduce import OpenTSNE
+
+PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_path):
+    job = run_job(tmp_path, *QUICK, "model.latent_dim=16")
+    results = job.results
+    assert results["kind"] == "cluster" and results["score"] == "public_score" and job.score == results["public_score"]
+    assert results["acc"] > 0.6, "a trained autoencoder + t-SNE + k-means separates the digits far above chance"
+    assert all(0 <= results[k] <= 1 for k in ("public_score", "private_score", "nmi"))
+    assert (results["latent_dim"], results["reducer"], results["reduced_dim"]) == (16, "tsne", 2)
+    assert (results["clusterer"], results["n_clusters"], results["cache"]) == ("kmeans", 10, "miss")
+    assert {"load", "check", "fit", "encode", "reduce", "cluster", "score", "plots"} <= set(results["seconds"])
+    examples = results["recon_mse_examples"]
+    assert len(examples) == 2 and examples[0]["label"] != examples[1]["label"] and all(0 < e["mse"] < 1 for e in examples)
+    predictions = read_csv(job.dir / "predictions.csv")
+    assert len(predictions) == 600 and {int(p["label"]) for p in predictions} == set(range(10))
+    assert np.load(job.dir / "codes.npy").shape == (600, 16)
+    for name in ("reconstructions", "embedding_pca", "embedding_tsne"):
+        assert (job.dir / "plots" / f"{name}.png").stat().st_size > 1000
+
+    run = wandb_summary(results["wandb_dir"])
+    assert run["state"] == "finished" and run["exit_code"] == 0
+    assert run["summary"]["acc"] == pytest.approx(results["acc"])
+    assert run["config"]["model"]["latent_dim"] == 16, "the resolved config reaches W&B"
+    assert {"train/loss_epoch", "val/recon_mse"} <= history_keys(results["wandb_dir"]), "training curves reach W&B"
+
+
+def test_a_second_job_with_the_same_settings_loads_the_model_the_first_trained(tmp_path):
+    first = run_job(tmp_path, *QUICK, *PCA4, "logger=none", name="first")
+    second = run_job(tmp_path, *QUICK, *PCA4, "logger=none", name="second")
+    assert (first.results["cache"], second.results["cache"]) == ("miss", "hit")
+    assert second.results["checkpoint"] == first.results["checkpoint"]
+    assert second.results["model_code_version"] == first.results["model_code_version"]
+    assert second.results["acc"] == first.results["acc"]
+    assert first.results["wandb_dir"] is None
+
+
+def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tmp_path):
+    settings = [*QUICK, *PCA4, "logger=none", "cache=false"]
+    runs = [run_job(tmp_path, *settings, f"seed={seed}", name=name) for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    weights = [torch.load(r.dir / "model.pt", weights_only=True)["state_dict"]["encoder.0.weight"] for r in runs]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    assert (runs[0].dir / "predictions.csv").read_text() == (runs[1].dir / "predictions.csv").read_text()
+    assert runs[0].results["cache"] == "off"
+
+
+def test_own_npy_images_with_labels_are_scored(tmp_path, npy_files):
+    job = run_job(tmp_path, "data=npy", f"data.train_path={npy_files['images']}",
+                  f"data.eval_labels_path={npy_files['labels']}", "trainer.max_epochs=5", "model.latent_dim=4",
+                  "reducer=pca", "reducer.n_components=2", "logger=csv")
+    assert job.results["n_clusters"] == 2 and job.results["acc"] > 0.9, "stripes one way or the other"
+    assert list((job.dir / "csv").glob("**/metrics.csv")), "logger=csv writes the training curves"
+
+
+def test_own_npy_images_without_labels_give_null_scores_and_still_predictions(tmp_path, npy_files):
+    job = run_job(tmp_path, "data=npy", f"data.train_path={npy_files['images']}", "clusterer.n_clusters=2",
+                  "trainer.max_epochs=1", "reducer=none", "logger=none", "plots.tsne=false")
+    assert all(job.results[k] is None for k in ("public_score", "private_score", "acc", "nmi", "ari"))
+    assert job.score is None and job.results["recon_mse"] > 0
+    assert len(read_csv(job.dir / "predictions.csv")) == 120
+    assert job.results["reduced_dim"] == job.results["latent_dim"] == 32
+
+
+def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
+    job = run_job(tmp_path, *QUICK, "reducer=tsne_exact", "reducer.n_components=8", "reducer.n_iter=300",
+                  "data.eval_limit=500", "plots.tsne=false", "logger=none")
+    assert (job.results["reduced_method"], job.results["reduced_dim"]) == ("tSNE (exact)", 8)
+    assert job.results["acc"] > 0.6 and job.results["tsne_kl"] > 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.latent_dim=0"], "model.latent_dim must be at least 1"),
+        (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* dimension 32 .* use 1..32"),
+        (["reducer=pca", "reducer.n_components=600", "model.latent_dim=1000", "data.eval_limit=500"], "use 1..500"),
+        (["reducer=tsne_exact", "reducer.n_components=0"], "n_components"),
+        (["reducer.perplexity=-3"], "reducer \\(OpenTSNE\\).*perplexity"),
+        (["data.eval_limit=60"], "reducer.perplexity=30 needs more than 90 points"),
+        (["reducer.n_iter=0"], "n_iter"),
+        (["reducer.initialization=magic"], "initialization"),
+        (["reducer=tsne_exact", "reducer.dtype=float16"], "dtype"),
+        (["clusterer.n_clusters=5000"], "clusterer.n_clusters=5000 is more clusters than the 1797 eval images"),
+        (["clusterer.n_clusters=0"], "clusterer.n_clusters must be at least 1"),
+        (["clusterer.n_init=-1"], r"clusterer \(KMeans\).*n_init"),
+        (["clusterer=gmm", "clusterer.covariance_type=round"], r"clusterer \(GaussianMixture\).*covariance_type"),
+        (["clusterer=agglomerative", "clusterer.linkage=nearest"], r"clusterer \(AgglomerativeClustering\).*linkage"),
+        (["model.channels=[8,8]", "model.kernel_size=5", "model.padding=0"], "shrink a 8x8 image to nothing"),
+        (["model.kernel_size=0"], "model.kernel_size"),
+        (["model=ista", "model.lam=-1"], "model.lam must be >= 0"),
+        (["model=ista", "model.encode_iterations=0"], "model.encode_iterations"),
+        (["model=mlp", "task=cluster"], "task=cluster clusters an encoder's codes"),
+        (["data.batch_size=0"], "data.batch_size must be at least 1"),
+        (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
+    ],
+)
+def test_bad_cluster_settings_are_refused_by_the_check_naming_the_setting(overrides, message):
+    with pytest.raises(UserError, match=message):
+        check_job("data=digits", *overrides)
+
+
+def test_an_unknown_score_is_refused_with_the_kinds_scores(tmp_path):
+    with pytest.raises(UserError, match="task.score='psnr' is not a score of task=cluster; use one of public_score"):
+        run_job(tmp_path, *QUICK, "task.score=psnr")
+
+
+def test_a_refused_setting_fails_before_training_and_before_a_wandb_run(tmp_path):
+    with pytest.raises(UserError, match="reducer.n_components=64"):
+        run_job(tmp_path, *QUICK, "reducer=pca", "reducer.n_components=64")
+    assert not (tmp_path / "run" / "wandb").exists(), "no W&B run was created"
+    assert not list((tmp_path / "cache").glob("*")), "nothing was trained"
+
+
+def test_a_job_failing_after_training_keeps_its_model_and_marks_its_wandb_run_failed(tmp_path, monkeypatch):
+    def crash(self, X, y=None):
+        raise RuntimeError("the reducer crashed")
+
+    monkeypatch.setattr(OpenTSNE, "fit_transform", crash)
+    with pytest.raises(RuntimeError, match="the reducer crashed"):
+        run_job(tmp_path, *QUICK, "cache=false")
+    assert "encoder.0.weight" in torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    summary = wandb_summary(run)
+    assert summary["exit_code"] == 1 and summary["state"] != "finished", "the failed job's W&B run is marked failed"
+    assert not (tmp_path / "run" / "results.json").exists(), "results.json exists only for a finished job"
+
+
+def test_wandb_disabled_keeps_the_calls_but_records_nothing(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "logger.mode=disabled")
+    assert job.results["acc"] > 0 and not list((tmp_path / "run").glob("wandb/*run-*"))
+
+
+def test_the_score_a_sweeper_optimises_is_a_setting(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "logger=none", "task.score=recon_mse")
+    assert job.score == job.results["recon_mse"]
+    assert (job.results["score"], job.results["score_direction"]) == ("recon_mse", "min")

@@ -1,0 +1,148 @@
+"""Every option of every config group composes and builds (through Hydra's compose API, in this process)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import CONF, check_job, compose_config
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from experiments import jobs
+from experiments.jobs import cluster
+
+GROUPS = ["data", "task", "model", "reducer", "clusterer", "accelerator", "logger", "trainer"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+ALL = [(group, option) for group in GROUPS for option in options(group)]
+
+
+@pytest.mark.parametrize("group, option", ALL, ids=[f"{g}={o}" for g, o in ALL])
+def test_every_option_composes_with_a_comment_on_every_key(group, option):
+    cfg = compose_config(f"{group}={option}")
+    assert OmegaConf.to_container(cfg, resolve=True)
+    source = (CONF / group / f"{option}.yaml").read_text().splitlines()
+    keys = [line for line in source if line and not line.startswith("#") and ":" in line
+            and not line.split("#")[0].rstrip().endswith(":")  # a section (problem:), its keys have theirs
+            and not line.lstrip().startswith(("-", "defaults"))]
+    assert all("#" in line for line in keys), f"every key a user may set has a comment: {keys}"
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_every_data_option_builds_without_reading_files(option, tmp_path):
+    module = instantiate(compose_config(f"data={option}").data)
+    assert module.fit_images is None, "constructors do no I/O; setup() loads"
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "ista"])
+@pytest.mark.parametrize("reducer", options("reducer"))
+@pytest.mark.parametrize("clusterer", options("clusterer"))
+def test_every_encoder_reducer_and_clusterer_builds_through_the_cluster_check(model, reducer, clusterer):
+    settings = ["data=digits", f"model={model}", f"reducer={reducer}", f"clusterer={clusterer}"]
+    if reducer == "pca":
+        settings.append("reducer.n_components=8")
+    plan = check_job(*settings)
+    assert isinstance(plan, cluster.Plan) and plan.n_clusters == 10
+    assert hasattr(plan.reducer, "fit_transform") and hasattr(plan.clusterer, "fit_predict")
+
+
+def test_the_classifier_and_lista_build_through_their_checks():
+    plan = check_job("model=mlp", "data=digits", "data.eval_fraction=0.3")
+    assert plan.model.layers[0].in_features == 64 and plan.model.layers[-1].out_features == 10
+    assert check_job("model=lista") is None
+    assert check_job("model=lista_patches", "data=digits", "model.problem.patch_size=4", "model.problem.atoms=64") is None
+
+
+def test_deblur_builds_its_operator_through_its_check():
+    plan = check_job("task=deblur", "task.size=64")
+    assert plan.shape == (1, 64, 64) and plan.sharp.shape == (64 * 64, 1)
+
+
+@pytest.mark.parametrize("option", options("task"))
+def test_each_task_names_a_job_kind_that_declares_its_score(option):
+    cfg = compose_config(f"task={option}")
+    kind = jobs.load(cfg.task.kind)
+    assert kind.name == cfg.task.kind == option
+    score, direction = kind.score(cfg.task.score)
+    assert direction in (jobs.MAX, jobs.MIN) and kind.columns[0][1] == score
+
+
+@pytest.mark.parametrize("model, task", [("autoencoder", "cluster"), ("ista", "cluster"), ("mlp", "classify"),
+                                         ("lista", "lista"), ("lista_patches", "lista")])
+def test_the_model_chooses_its_job_unless_the_command_line_says_otherwise(model, task):
+    assert compose_config(f"model={model}").task.kind == task
+    assert compose_config(f"model={model}", "task=deblur").task.kind == "deblur"
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_every_logger_builds(option, tmp_path):
+    cfg = compose_config(f"logger={option}")
+    if cfg.logger.get("_target_") is None:
+        return  # logger=none
+    logger = instantiate(cfg.logger, save_dir=str(tmp_path))
+    assert logger is not None
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_every_trainer_builds(option):
+    trainer = instantiate(compose_config(f"trainer={option}").trainer, logger=False)
+    assert trainer.max_epochs >= 1
+
+
+@pytest.mark.parametrize("option", options("accelerator"))
+def test_every_accelerator_merges_into_the_trainer(option):
+    cfg = compose_config(f"accelerator={option}")
+    assert cfg.trainer.accelerator in ("cpu", "gpu", "auto") and "precision" in cfg.trainer
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        return  # building it needs the GPU it names (tested where there is one)
+    assert instantiate(cfg.trainer, logger=False).max_epochs >= 1
+
+
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_every_sweep_composes_and_sweeps_without_dash_m(sweep):
+    cfg = compose_config(f"+sweep={sweep}", hydra_context=True)
+    hydra_cfg = HydraConfig.get()
+    assert hydra_cfg.mode == RunMode.MULTIRUN, "hydra.mode: MULTIRUN, so forgetting -m still sweeps"
+    assert hydra_cfg.sweeper.params, "a sweep is its parameters"
+    assert cfg.task.kind
+
+
+@pytest.mark.parametrize("sweep, direction", [("search", "maximize"), ("search_lista", "minimize")])
+def test_an_optuna_search_takes_its_direction_from_the_job_kind(sweep, direction):
+    compose_config(f"+sweep={sweep}", hydra_context=True)
+    assert HydraConfig.get().sweeper.direction == direction
+
+
+def test_the_latent_dims_rows_are_nested_under_the_sweep_not_a_top_level_group():
+    assert not (CONF / "latent_dims").exists()
+    rows = options("sweep/latent_dims")
+    assert len(rows) == 10
+    cfg = compose_config("+sweep=latent_dims", "+sweep/latent_dims=pca8_latent64")
+    assert (cfg.model.latent_dim, cfg.reducer.n_components) == (64, 8)
+
+
+def test_the_job_is_named_experiments():
+    compose_config(hydra_context=True)
+    assert HydraConfig.get().job.name == "experiments"
+
+
+def test_callbacks_a_user_adds_to_the_trainer_join_the_built_in_ones(tmp_path):
+    from experiments.data import Digits
+    from experiments.models.autoencoder import ConvAutoencoder
+    from experiments.training import train_model
+
+    users = tmp_path / "users"
+    cfg = compose_config("trainer.max_epochs=1", "trainer.enable_checkpointing=true",
+                         f"trainer.callbacks=[{{_target_: pytorch_lightning.callbacks.ModelCheckpoint, dirpath: '{users}'}}]")
+    data = Digits(batch_size=512, fit_limit=256, eval_limit=64)
+    data.setup()
+    history = train_model(cfg.trainer, ConvAutoencoder(data.image_shape), None, tmp_path / "t.ckpt", True,
+                          datamodule=data)
+    assert list(users.glob("*.ckpt")), "the user's callback ran"
+    assert len(history) == 1, "and so did the built-in ones (the per-epoch history)"
