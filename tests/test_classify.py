@@ -94,3 +94,17 @@ def test_mlp_refuses_nan_inputs(tmp_path):
     files = labelled_npy(tmp_path, images, np.arange(20) % 2)
     with pytest.raises(UserError, match="NaN or inf"):
         check_job("model=mlp", "data=npy", f"data.train_path={files['x']}", f"data.train_labels_path={files['y']}")
+
+
+def test_a_partial_checkpoint_of_other_settings_is_never_resumed(tmp_path):
+    """Two classifier jobs in one folder (a sweep folder reused): the second must not resume the first's weights
+    and optimiser state, whatever the first left behind."""
+    killer = ["trainer.callbacks=[{_target_: test_resume.KillAtEpoch, epoch: 2}]"]
+    from test_resume import Killed
+
+    with pytest.raises(Killed):
+        run_job(tmp_path, *MLP, "trainer.max_epochs=4", "logger=none", *killer)
+    (left,) = (tmp_path / "run").glob("training-*.partial.ckpt")
+    other = run_job(tmp_path, *MLP, "trainer.max_epochs=4", "logger=none", "model.lr=0.02")
+    assert [row["epoch"] for row in other.results["curves"]] == [0, 1, 2, 3], "trained from its own first epoch"
+    assert left.exists(), "the killed job's checkpoint is its own, named by its settings and code"

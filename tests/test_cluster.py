@@ -112,6 +112,9 @@ def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
         (["model=ista", "model.encode_iterations=0"], "model.encode_iterations"),
         (["model=mlp", "task=cluster"], "task=cluster clusters an encoder's codes"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
+        (["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
+        (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),
+        (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
     ],
 )

@@ -73,3 +73,20 @@ def test_examples_of_different_classes_picks_the_first_of_each_class():
     assert examples_of_different_classes(np.array([3, 3, 1, 3, 0]), 5, 2) == [0, 2]
     assert examples_of_different_classes(np.array([3, 3, 1, 3, 0]), 5, 9) == [0, 2, 4]
     assert examples_of_different_classes(None, 5, 2) == [0, 1]
+
+
+def test_nmi_is_normalised_by_the_arithmetic_mean_of_the_entropies():
+    def entropy(labels):
+        p = np.bincount(labels) / len(labels)
+        return -(p[p > 0] * np.log(p[p > 0])).sum()
+
+    y_true = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 1, 1, 1, 1, 1, 2])
+    joint = np.zeros((3, 3))
+    np.add.at(joint, (y_true, y_pred), 1 / len(y_true))
+    marginals = np.outer(joint.sum(1), joint.sum(0))
+    mutual = (joint[joint > 0] * np.log(joint[joint > 0] / marginals[joint > 0])).sum()
+    arithmetic = mutual / ((entropy(y_true) + entropy(y_pred)) / 2)
+    geometric = mutual / np.sqrt(entropy(y_true) * entropy(y_pred))
+    nmi = clustering_scores(y_true, y_pred, seed=0)["nmi"]
+    assert nmi == pytest.approx(arithmetic) and nmi != pytest.approx(geometric)

@@ -12,7 +12,8 @@ class UserError(Exception):
 
 
 def one_line(error: BaseException) -> str:
-    """The message of a UserError, unwrapped from Hydra's InstantiationException when a constructor raised
-    it, on one line whatever the library wrote."""
-    cause = error.__cause__ if isinstance(error.__cause__, UserError) else error
-    return " ".join(str(cause).split())
+    """An error's message on one line, whatever the library wrote; unwrapped from Hydra's InstantiationException
+    (which wraps what a constructor raised in "Error in call to target ...")."""
+    while type(error).__name__ == "InstantiationException" and error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(str(error).split())

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
+from experiments.errors import UserError, one_line
 from experiments.fingerprint import code_version, module_of_target, settings_key
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,24 @@ def model_cache_key(cfg: DictConfig, data_digest: str, model: DictConfig | None 
                          "seed": cfg.seed, "code": model_code_version(model, cfg.data)})
 
 
+def build_trainer(trainer_cfg: DictConfig, logger: Any, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The configured Lightning Trainer, with the user's callbacks (trainer.callbacks) before `callbacks`."""
+    settings = OmegaConf.to_container(trainer_cfg, resolve=True)
+    user_callbacks = [instantiate(c) for c in settings.pop("callbacks", None) or []]
+    return instantiate(settings, logger=logger or False, callbacks=[*user_callbacks, *callbacks])
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """Build the Trainer once, so Lightning's own checks of its settings (max_epochs, precision, devices,
+    strategy, callbacks) fail before any training or W&B run."""
+    try:
+        build_trainer(trainer_cfg, None, [])
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Lightning raises several types (Misconfiguration, Value, Import)
+        raise UserError(f"trainer: {one_line(e)}") from None
+
+
 def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, checkpoint: Path, resume: bool,
                 **fit_args: Any) -> list[dict[str, float]]:
     """Fit `model` with the configured Lightning Trainer, saving its whole state to `checkpoint` after every
@@ -99,10 +118,7 @@ def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any,
     from (seed, epoch), and the checkpoint holds the optimiser, the callbacks' state and torch's RNG.
     """
     history = EpochHistory()
-    settings = OmegaConf.to_container(trainer_cfg, resolve=True)
-    user_callbacks = [instantiate(c) for c in settings.pop("callbacks", None) or []]
-    trainer: pl.Trainer = instantiate(settings, logger=logger or False,
-                                      callbacks=[*user_callbacks, history, EpochCheckpoint(checkpoint)])
+    trainer = build_trainer(trainer_cfg, logger, [history, EpochCheckpoint(checkpoint)])
     start_from = None
     if resume and checkpoint.exists():
         log.info("resuming training from %s", checkpoint)

@@ -28,7 +28,7 @@ from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
 from experiments.reduce import OpenTSNE, check_perplexity
-from experiments.training import Job, model_cache_key, model_code_version, train_model
+from experiments.training import Job, check_trainer, model_cache_key, model_code_version, train_model
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
             raise UserError(f"{e} (the eval images)") from None
     clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
     check_estimator("clusterer", clusterer)
+    check_trainer(cfg.trainer)
     return Plan(model, reducer, clusterer, n_clusters)
 
 

@@ -19,7 +19,7 @@ from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError
 from experiments.jobs import MIN, JobKind
 from experiments.models.lista import LISTA, nmse_db
-from experiments.training import Job, train_model
+from experiments.training import Job, check_trainer, train_model
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> None:
         raise UserError("model.problem.train_size and test_size must be at least 1")
     if min(problem.target_iterations, problem.compare_iterations) < 1 or problem.target_tol < 0:
         raise UserError("model.problem.target_iterations and compare_iterations must be at least 1, target_tol >= 0")
+    check_trainer(cfg.trainer)
     if problem.kind == "synthetic":
         if not 0 < problem.nonzeros <= 1:
             raise UserError(f"model.problem.nonzeros must be a fraction in (0, 1], got {problem.nonzeros}")
