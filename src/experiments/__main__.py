@@ -9,7 +9,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import jobs
+from experiments import console, jobs
 from experiments.errors import UserError, one_line
 from experiments.resume import sweep_name
 
@@ -17,6 +17,7 @@ from experiments.resume import sweep_name
 OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True, replace=True)
 # conf/sweep/search.yaml: Optuna maximises or minimises as the job kind declares its score.
 OmegaConf.register_new_resolver("score_direction", jobs.direction, replace=True)
+console.quiet_library_warnings()
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")

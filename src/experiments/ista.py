@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from experiments.console import progress_bar
 from experiments.derivations import soft_threshold
 from experiments.errors import UserError
 
@@ -102,6 +103,7 @@ def solve(
     stop: str = "gap",
     n_features: int | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    progress: str | None = None,
 ) -> LassoResult:
     """Minimise 1/2 ||b - A x||^2 + lam ||x||_1 by ISTA or FISTA.
 
@@ -110,6 +112,7 @@ def solve(
     relative duality gap is below `tol`, "change" when ||x_k - x_{k-1}|| / ||x_k|| is; `tol=0` runs all
     `max_iter` iterations (the gap is then computed once, at the end). `n_features` is x's length, needed
     only when A is an operator and no x0 is given. `callback(iteration, x)` sees every iterate (curves).
+    `progress` names a progress bar (shown when the run lasts more than 2 s, with the objective).
     """
     operator = MatrixOperator(A) if isinstance(A, torch.Tensor) else A
     check_inputs(A, b, lam, method, max_iter, tol, stop, x0, n_features)
@@ -134,6 +137,7 @@ def solve(
     Ax = operator(x)
     Ay = Ax
     history, gap, converged = [], float("inf"), False
+    bar = progress_bar(max_iter, progress or "", enabled=progress is not None)
     for iteration in range(1, max_iter + 1):
         point, A_point = (y, Ay) if method == "fista" else (x, Ax)
         residual = A_point - b2
@@ -158,9 +162,13 @@ def solve(
         primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=with_gap, Ax=Ax)
         history.append(float(primal.sum()))
         gap = float(relative_gap.max()) if relative_gap is not None else change
+        bar.update()
+        if progress is not None and iteration % 50 == 0:
+            bar.set_postfix(objective=f"{history[-1]:.6g}")
         if tol > 0 and gap <= tol:
             converged = True
             break
+    bar.close()
     if tol <= 0:
         log.debug("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter,
                  "relative gap" if stop == "gap" else "relative change", gap)

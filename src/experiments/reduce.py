@@ -18,6 +18,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from experiments.console import progress_bar
+
 log = logging.getLogger(__name__)
 
 # The parameters both t-SNE estimators share, as scikit-learn validates them.
@@ -28,6 +30,7 @@ TSNE_CONSTRAINTS: dict = {
     "early_exaggeration_iter": [Interval(Integral, 0, None, closed="left")],
     "learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
     "random_state": ["random_state"],
+    "verbose": ["boolean"],
 }
 
 
@@ -36,6 +39,20 @@ def check_perplexity(perplexity: float, n_samples: int, setting: str = "perplexi
     if 3 * perplexity >= n_samples:
         raise ValueError(f"{setting}={perplexity:g} needs more than {3 * perplexity:g} points (3 x perplexity), "
                          f"got {n_samples}; use a perplexity below {n_samples / 3:g}")
+
+
+class KLProgress:
+    """An openTSNE callback that moves a progress bar and shows the current KL divergence."""
+
+    EVERY = 25  # iterations between calls
+
+    def __init__(self, bar: object) -> None:
+        self.bar = bar
+
+    def __call__(self, iteration: int, error: float, embedding: object) -> bool:
+        self.bar.update(self.EVERY)
+        self.bar.set_postfix(KL=f"{error:.3f}")
+        return False  # go on
 
 
 class TSNEBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -84,6 +101,7 @@ class OpenTSNE(TSNEBase):
         negative_gradient_method: str = "auto",
         n_jobs: int = -1,
         random_state: int | None = None,
+        verbose: bool = False,
     ) -> None:
         self.n_components = n_components
         self.perplexity = perplexity
@@ -94,6 +112,7 @@ class OpenTSNE(TSNEBase):
         self.negative_gradient_method = negative_gradient_method
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     def fit_transform(self, X: np.ndarray, y: None = None) -> np.ndarray:
         """Fit X into an embedded space and return it (n_samples, n_components)."""
@@ -102,6 +121,7 @@ class OpenTSNE(TSNEBase):
         method = self.negative_gradient_method
         if method == "auto" and self.n_components > 2:
             method = "bh"  # openTSNE's FFT method embeds into at most 2 dimensions
+        bar = progress_bar(self.n_iter, f"t-SNE of {len(X)} points", enabled=self.verbose)
         embedding = openTSNE.TSNE(
             n_components=self.n_components,
             perplexity=self.perplexity,
@@ -112,7 +132,10 @@ class OpenTSNE(TSNEBase):
             negative_gradient_method=method,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
+            callbacks=KLProgress(bar) if self.verbose else None,
+            callbacks_every_iters=KLProgress.EVERY,
         ).fit(np.ascontiguousarray(X))
+        bar.close()
         self.kl_divergence_ = float(embedding.kl_divergence)
         self.n_iter_ = self.n_iter
         self.embedding_ = np.asarray(embedding)

@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from experiments.accelerators import device_for
+from experiments.console import progress_bar
 from experiments.derivations import tsne_gradient_parts
 from experiments.reduce import TSNE_CONSTRAINTS, TSNEBase
 
@@ -88,6 +89,8 @@ class ExactTSNE(TSNEBase):
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
+    KL_EVERY = 50  # iterations between the KL shown on the progress bar (an extra pass over the pairs)
+
     def __init__(
         self,
         n_components: int = 2,
@@ -102,6 +105,7 @@ class ExactTSNE(TSNEBase):
         chunk_size: int = 2048,
         dtype: str = "float32",
         random_state: int | None = None,
+        verbose: bool = False,
     ) -> None:
         self.n_components = n_components
         self.perplexity = perplexity
@@ -115,6 +119,7 @@ class ExactTSNE(TSNEBase):
         self.chunk_size = chunk_size
         self.dtype = dtype
         self.random_state = random_state
+        self.verbose = verbose
 
     def initial_embedding(self, X: torch.Tensor) -> torch.Tensor:
         """PCA of X, scaled so the first coordinate has std 1e-4 (as openTSNE does)."""
@@ -140,6 +145,7 @@ class ExactTSNE(TSNEBase):
         Y = self.initial_embedding(X_t)
         update = torch.zeros_like(Y)
         gains = torch.ones_like(Y)
+        bar = progress_bar(self.n_iter, f"exact t-SNE of {n} points", enabled=self.verbose)
         for iteration in range(self.n_iter):
             early = iteration < self.early_exaggeration_iter
             exaggeration = self.early_exaggeration if early else 1.0
@@ -150,9 +156,12 @@ class ExactTSNE(TSNEBase):
             gains = torch.where(same_sign, gains * 0.8, gains + 0.2).clamp_(min=self.min_gain)
             update = self.momentum * update - rate * gains * grad
             Y = Y + update
-            if (iteration + 1) % 250 == 0:
-                log.info("tsne_exact: iteration %d/%d, KL %.4f", iteration + 1, self.n_iter, kl_divergence(P, Y, self.chunk_size))
+            bar.update()
+            if self.verbose and (iteration + 1) % self.KL_EVERY == 0:
+                bar.set_postfix(KL=f"{kl_divergence(P, Y, self.chunk_size):.3f}")
+        bar.close()
         self.kl_divergence_ = kl_divergence(P, Y, self.chunk_size)
+        log.info("tsne_exact: %d iterations, KL %.4f", self.n_iter, self.kl_divergence_)
         self.affinities_ = P
         self.n_iter_ = self.n_iter
         self.embedding_ = Y.cpu().numpy().astype(np.float64)

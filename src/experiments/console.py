@@ -1,0 +1,54 @@
+"""What the console shows: library noise silenced at its source, nothing else hidden.
+
+- Lightning's advertising tips ("💡 Tip: ... litlogger"): `DropTips`, a logging filter on Lightning's
+  rank_zero logger (conf/hydra/default.yaml attaches it).
+- torch's FutureWarning about `LeafSpec`, raised inside Lightning's pytree helper on every fit: a targeted
+  warnings filter (`quiet_library_warnings`, called by the entry point).
+- openTSNE's INFO lines: its logger at WARNING (conf/hydra/default.yaml).
+- W&B's banner and hints: the run is started with `silent=True` (tracking.py), and the job logs where the
+  run is and how to look at it or upload it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"
+
+
+class DropTips(logging.Filter):
+    """Drop log records that advertise other products (Lightning's "💡 Tip: ..." lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def quiet_library_warnings() -> None:
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+
+
+@contextmanager
+def quiet(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise a logger's level for a block (a Trainer built only to check its settings says nothing)."""
+    logger = logging.getLogger(logger_name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+PROGRESS_DELAY_S = 2.0  # a bar shows once the work has taken this long: short runs stay quiet
+
+
+def progress_bar(total: int, description: str, enabled: bool = True) -> Any:
+    """A tqdm bar for long work (t-SNE, FISTA)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled, delay=PROGRESS_DELAY_S, leave=False,
+                dynamic_ncols=True)
