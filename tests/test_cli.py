@@ -4,6 +4,7 @@ errors, a code change), checked through the files it leaves and W&B's own reader
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUICK, REPO, assert_one_line_error, cli_env, history_keys, run_cli, wandb_summary
+from conftest import QUICK, REPO, assert_one_line_error, cli_env, history_keys, run_cli, wandb_records, wandb_summary
 
 from experiments import report
 
@@ -33,10 +34,14 @@ def test_one_job_leaves_its_results_plots_log_and_wandb_run(tmp_path):
     log = (run.dir / "experiments.log").read_text()
     assert "stage check done" in log and "results: public_score=" in log, "the job's log file is named experiments.log"
     wandb_dir = results["wandb_dir"]
-    assert Path(wandb_dir).parent.parent == run.dir and f"wandb sync {wandb_dir}" in run.stdout
+    assert Path(wandb_dir).parent.parent == run.dir, "a single run keeps its W&B run in its folder"
+    assert f"wandb leet {wandb_dir}" in run.stdout and f"wandb sync {wandb_dir}" in run.stdout
     summary = wandb_summary(wandb_dir)
     assert summary["state"] == "finished" and summary["summary"]["acc"] == pytest.approx(results["acc"])
     assert {"train/loss_epoch", "val/recon_mse"} <= history_keys(wandb_dir)
+    console = run.stdout + run.stderr
+    for noise in ("anonymous setting", "Tip:", "LeafSpec", "Automatically determined", "wandb: "):
+        assert noise not in console, f"library noise on the console: {noise!r}"
 
 
 def test_a_sweep_writes_a_sorted_summary_one_wandb_run_per_job_and_trains_each_model_once(tmp_path):
@@ -57,11 +62,20 @@ def test_a_sweep_writes_a_sorted_summary_one_wandb_run_per_job_and_trains_each_m
     assert report.main([str(sweep)]) == 0  # python -m experiments.report SWEEP_DIR
     assert (sweep / "summary.csv").read_text() == table, "the report command rebuilds the same table"
 
-    job_runs = sorted(sweep.glob("[0-9]*/wandb/offline-run-*"))
-    assert len(job_runs) == 2 and len({wandb_summary(d)["run_id"] for d in job_runs}) == 2
-    assert all("train/loss_epoch" in history_keys(d) for d in job_runs), "a cache hit shows its model's curves too"
-    (summary_run,) = sweep.glob("wandb/offline-run-*")
-    assert wandb_summary(summary_run)["state"] == "finished"
+    assert "job 1 of 2: reducer.n_components=2 #0" in run.stdout and "job 2 of 2 done: public_score=" in run.stdout
+
+    # One W&B workspace for the sweep: every job's run and the summary run, each named, tagged and typed
+    runs = {wandb_summary(d)["name"]: d for d in (sweep / "wandb").glob("offline-run-*")}
+    assert set(runs) == {"reducer.n_components=2 #0", "reducer.n_components=4 #1", "summary"}
+    for name in ("reducer.n_components=2 #0", "reducer.n_components=4 #1"):
+        run_summary = wandb_summary(runs[name])
+        assert run_summary["state"] == "finished" and "model=autoencoder" in run_summary["tags"]
+        assert "latent_dim" not in run_summary["config"] and run_summary["config"]["model"]["latent_dim"] == 8
+        assert "train/loss_epoch" in history_keys(runs[name]), "a cache hit shows its model's curves too"
+    types = {r["run"]["job_type"] for d in runs.values() for r in wandb_records(d) if r["type"] == "run"}
+    assert types == {"cluster", "summary"}
+    assert [json.loads((sweep / job / "results.json").read_text())["wandb_dir"] for job in "01"] == [
+        str(runs["reducer.n_components=2 #0"]), str(runs["reducer.n_components=4 #1"])], "results.json says where"
 
 
 def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
@@ -75,7 +89,7 @@ def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
     accuracies = [float(r["Test Accuracy"]) for r in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     assert (sweep / "plots" / "loss_curves.png").exists()
-    (summary_run,) = sweep.glob("wandb/offline-run-*")
+    (summary_run,) = [d for d in sweep.glob("wandb/offline-run-*") if wandb_summary(d)["name"] == "summary"]
     assert {"summary", "loss_curves_table"} <= {k.split(".")[0] for k in history_keys(summary_run)}
 
 

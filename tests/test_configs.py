@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from experiments import jobs
 from experiments.jobs import cluster
+from experiments.tracking import RunIdentity, make_logger
 
 GROUPS = ["data", "task", "model", "reducer", "clusterer", "accelerator", "logger", "trainer"]
 
@@ -83,10 +84,15 @@ def test_the_model_chooses_its_job_unless_the_command_line_says_otherwise(model,
 @pytest.mark.parametrize("option", options("logger"))
 def test_every_logger_builds(option, tmp_path):
     cfg = compose_config(f"logger={option}")
+    logger = make_logger(cfg.logger, tmp_path, RunIdentity("a run", None, "cluster"), {"seed": 0})
     if cfg.logger.get("_target_") is None:
-        return  # logger=none
-    logger = instantiate(cfg.logger, save_dir=str(tmp_path))
-    assert logger is not None
+        assert logger is None  # logger=none
+        return
+    if option == "wandb":
+        assert logger.experiment.job_type == "cluster"
+        logger.experiment.finish()
+    else:
+        assert logger.save_dir == str(tmp_path)
 
 
 @pytest.mark.parametrize("option", options("trainer"))

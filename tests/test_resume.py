@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -21,7 +22,7 @@ from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.models.ista import SparseCoding
-from experiments.resume import finished_results, results_key, sweep_name
+from experiments.resume import finished_results, results_key, stable_run_id, sweep_name
 from experiments.training import resolved, train_model
 
 
@@ -163,7 +164,9 @@ def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_killed_tra
     assert [row["epoch"] for row in history] == list(range(12)), "the curves run on across the interruption"
     assert killed_at >= 3 and not list(cache.glob("*.partial.ckpt")), "the partial checkpoint is gone once done"
 
-    # W&B names an offline run's folder offline-run-<time>-<run id>: the killed job's run is resumed, not duplicated
-    runs = sorted((sweep / "1" / "wandb").glob("offline-run-*"))
-    assert len({d.name.rsplit("-", 1)[1] for d in runs}) == 1
+    # W&B names an offline run's folder offline-run-<time>-<run id>: the killed job's run is resumed under its
+    # id in the sweep's W&B folder, not duplicated
+    run_id = stable_run_id(sweep / "1")
+    runs = sorted((sweep / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(runs) == 2 and Path(resumed["wandb_dir"]) == runs[-1]
     assert wandb_summary(runs[-1])["exit_code"] == 0

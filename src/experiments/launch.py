@@ -1,13 +1,19 @@
-"""Launcher settings checked before a sweep starts, and the thread budget of each parallel job."""
+"""Launcher settings checked before a sweep starts, the sweep's plan (how many jobs, which settings vary),
+and the thread budget of each parallel job."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from experiments.errors import UserError
+from experiments.files import write_json
+
+PLAN = "sweep.json"  # in the sweep folder: the plan, for the jobs to say "job k of N" and name their runs
 
 
 def check_launcher(hydra_cfg: DictConfig) -> None:
@@ -23,26 +29,72 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
                         "(hydra.launcher.partition=gpu)")
 
 
+def sweep_plan(hydra_cfg: DictConfig) -> dict[str, Any]:
+    """{"jobs": N (None when the sweeper does not say), "swept": the settings that vary between jobs}.
+
+    For Hydra's basic sweeper, its own parser and splitter applied to the sweep's parameters and command
+    line (globs expanded by the config loader); for Optuna, its trial count and search space.
+    """
+    sweeper = hydra_cfg.sweeper
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
+    target = str(sweeper.get("_target_", ""))
+    if target.endswith("BasicSweeper"):
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides(
+            [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg.overrides.task))
+        batches = BasicSweeper.split_arguments(overrides, None)
+        return {"jobs": sum(len(batch) for batch in batches),
+                "swept": [o.key_or_group for o in overrides if o.is_sweep_override()]}
+    return {"jobs": sweeper.get("n_trials"), "swept": [key.lstrip("+~") for key in params]}
+
+
+def write_sweep_plan(sweep_dir: Path, plan: dict[str, Any]) -> None:
+    write_json(sweep_dir / PLAN, plan)
+
+
+def read_sweep_plan(sweep_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((sweep_dir / PLAN).read_text())
+    except (OSError, ValueError):  # a launcher that ran the job without the sweep's callback
+        return {"jobs": None, "swept": []}
+
+
 def parallel_jobs(hydra_cfg: DictConfig) -> int:
     """How many jobs of this sweep run at once on this machine (1 unless the joblib launcher runs them)."""
     launcher = hydra_cfg.get("launcher") or {}
     if "Joblib" not in str(launcher.get("_target_", "")):
         return 1
     n_jobs = launcher.get("n_jobs", -1)
-    return (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
+    return available_cpus() if n_jobs == -1 else max(1, int(n_jobs))
 
 
 def threads_per_job(hydra_cfg: DictConfig) -> int:
-    """The rule: the machine's cores shared evenly between the jobs that run at once, at least one each."""
-    return max(1, (os.cpu_count() or 1) // parallel_jobs(hydra_cfg))
+    """The rule: the CPUs this process may use shared evenly between the jobs that run at once, at least one
+    each, and no more than OMP_NUM_THREADS when the user or the scheduler set it."""
+    share = max(1, available_cpus() // parallel_jobs(hydra_cfg))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: cgroups, SLURM, taskset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def limit_threads(hydra_cfg: DictConfig) -> int:
-    """Apply `threads_per_job` to torch and to the BLAS/OpenMP pools (scikit-learn, numpy)."""
+    """Apply `threads_per_job` to torch and to the BLAS/OpenMP pools (scikit-learn, numpy); the stages that
+    take a thread count of their own (openTSNE, UMAP: n_jobs=-1) read it from torch.get_num_threads()."""
+    import torch
     from threadpoolctl import threadpool_limits
 
     threads = threads_per_job(hydra_cfg)
-    if parallel_jobs(hydra_cfg) > 1:
-        torch.set_num_threads(threads)
-        threadpool_limits(threads)
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
     return threads

@@ -26,9 +26,9 @@ from experiments.data import ImageDataModule
 from experiments.errors import UserError
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
-from experiments.launch import limit_threads
+from experiments.launch import limit_threads, read_sweep_plan
 from experiments.resume import finished_results, results_key, stable_run_id
-from experiments.tracking import Tracker, make_logger, sweep_group
+from experiments.tracking import RunIdentity, Tracker, make_logger, sweep_group
 from experiments.training import Job, StageTimer, resolved
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ def run(cfg: DictConfig) -> float | None:
         kind.ddp_worker(cfg, job_dir, data, key)
         return None
     log.info("threads per job: %d", limit_threads(hydra_cfg))
+    identity = run_identity(kind, hydra_cfg, multirun)
+    counter = job_counter(hydra_cfg, multirun)
+    if counter:
+        log.info("%s: %s", counter, identity.name)
     if cfg.resume and (done := finished_results(job_dir, config_hash, code)) is not None:
         log.info("already finished with this config and code (%s), skipped (resume=true): %s", code,
                  job_dir / "results.json")
@@ -68,15 +72,9 @@ def run(cfg: DictConfig) -> float | None:
     with timer("check"):
         plan = kind.check(cfg, data)
 
-    logger = make_logger(
-        cfg.logger,
-        job_dir,
-        # A job's folder is <sweep dir>/<job number>: its parent names the sweep, already resolved.
-        group=sweep_group(job_dir.parent) if multirun else None,
-        name=(hydra_cfg.job.override_dirname or None) if multirun else None,
-        config=resolved(cfg),
-        run_id=stable_run_id(job_dir),
-    )
+    # In a sweep every job's run goes to the sweep folder's wandb/, one workspace; a single run keeps its own.
+    root = Path(hydra_cfg.sweep.dir) if multirun else job_dir
+    logger = make_logger(cfg.logger, root, identity, resolved(cfg), run_id=stable_run_id(job_dir))
     tracker = Tracker(job_dir, logger)
     cache = Cache(cfg.cache_dir) if cfg.cache else None
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, tracker, timer, cache, key)
@@ -90,11 +88,38 @@ def run(cfg: DictConfig) -> float | None:
         failed = False
     finally:
         tracker.finish(failed)
-    if results["wandb_dir"] and cfg.logger.get("mode") == "offline":
-        log.info("W&B run saved offline; upload it with: wandb sync %s", results["wandb_dir"])
+    if results["wandb_dir"]:
+        log.info("W&B run %s: look at it with `wandb leet %s`%s", identity.name, results["wandb_dir"],
+                 f", upload it with `wandb sync {results['wandb_dir']}`" if cfg.logger.get("mode") == "offline" else "")
     shown = (score, *(s for s in kind.shown if s != score))
-    log.info("results: %s -> %s", " ".join(f"{k}={fmt(results.get(k))}" for k in shown), job_dir / "results.json")
+    line = " ".join(f"{k}={fmt(results.get(k))}" for k in shown)
+    log.info("results: %s -> %s", line, job_dir / "results.json")
+    if counter:
+        log.info("%s done: %s", counter, line)
     return results.get(score)
+
+
+def run_identity(kind: jobs.JobKind, hydra_cfg: DictConfig, multirun: bool) -> RunIdentity:
+    """The W&B run's name, group, type and tags. In a sweep the name is the job's values of the settings the
+    sweep varies (distinct within it) and the group is the sweep folder; alone, its command-line overrides."""
+    choices = hydra_cfg.runtime.choices
+    tags = [f"{group}={choices[group]}" for group in kind.tagged_by if choices.get(group)]
+    if choices.get("sweep"):
+        tags.append(f"sweep={choices['sweep']}")
+    if not multirun:
+        return RunIdentity(hydra_cfg.job.override_dirname or "defaults", None, kind.name, tags, dict(kind.scores))
+    swept = set(read_sweep_plan(Path(hydra_cfg.sweep.dir))["swept"])
+    varied = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    name = f"{' '.join(varied) or hydra_cfg.job.override_dirname or 'job'} #{hydra_cfg.job.num}"
+    return RunIdentity(name, sweep_group(hydra_cfg.sweep.dir), kind.name, tags, dict(kind.scores))
+
+
+def job_counter(hydra_cfg: DictConfig, multirun: bool) -> str | None:
+    """"job k of N" in a sweep (N when the sweeper said how many), None alone."""
+    if not multirun:
+        return None
+    total = read_sweep_plan(Path(hydra_cfg.sweep.dir))["jobs"]
+    return f"job {hydra_cfg.job.num + 1} of {total if total is not None else '?'}"
 
 
 def job_code_version(kind: jobs.JobKind, cfg: DictConfig) -> str:

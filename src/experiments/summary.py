@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 from experiments import jobs, plots
 from experiments.errors import UserError
 from experiments.files import atomic_path, write_csv, write_text
-from experiments.launch import check_launcher
-from experiments.tracking import make_logger, sweep_group
+from experiments.launch import check_launcher, sweep_plan, write_sweep_plan
+from experiments.tracking import RunIdentity, is_wandb, start_wandb_run, sweep_group
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +135,22 @@ class SweepSummary(Callback):
         except UserError as e:  # outside the task function: say it in one line here
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        plan = sweep_plan(config.hydra)
+        write_sweep_plan(Path(config.hydra.sweep.dir), plan)
+        log.info("sweep of %s jobs over %s", plan["jobs"] if plan["jobs"] is not None else "?",
+                 ", ".join(plan["swept"]) or "nothing")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         tables = write_summary(sweep_dir)
         log.info("sweep summary of %d jobs: %s", sum(len(t.rows) for t in tables), sweep_dir / "summary.md")
-        if not tables or not str(config.logger.get("_target_", "")).endswith("WandbLogger"):
+        if not tables or not is_wandb(config.logger):
             return
-        logger = make_logger(
-            config.logger, sweep_dir, group=sweep_group(sweep_dir), name="summary", config={"sweep_dir": str(sweep_dir)}
-        )
+        sweep = config.hydra.runtime.choices.get("sweep")
+        identity = RunIdentity("summary", sweep_group(sweep_dir), "summary", [f"sweep={sweep}"] if sweep else [])
+        run = start_wandb_run(config.logger, sweep_dir, identity, config={"sweep_dir": str(sweep_dir)})
         import wandb
 
-        run = logger.experiment
         for table in tables:
             name = "summary" if len(tables) == 1 else f"summary-{table.kind.name}"
             run.log({name: wandb.Table(columns=table.names,

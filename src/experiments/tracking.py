@@ -1,15 +1,22 @@
-"""Where a job's records go: PNGs and CSVs in the job folder always, and W&B when it is the logger."""
+"""Where a job's records go: PNGs and CSVs in the job folder always, and W&B when it is the logger.
+
+The W&B run is started here with `wandb.init` (named, tagged, typed by the job's kind) and handed to
+Lightning's WandbLogger. In a multirun every job's run and the sweep's summary run are written under
+SWEEP_DIR/wandb/, one workspace: `wandb leet SWEEP_DIR/wandb` shows them side by side and
+`wandb sync SWEEP_DIR/wandb/offline-run-*` uploads them. A single run keeps its own under the job folder.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from experiments.errors import UserError
@@ -17,13 +24,55 @@ from experiments.files import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 
+# A metric's best value, from its name: lower for losses and errors, higher for accuracies and scores.
+LOWER_IS_BETTER = ("loss", "mse", "nmse", "error", "objective", "kl", "gap", "risk")
+HIGHER_IS_BETTER = ("acc", "score", "psnr", "nmi", "ari")
+
+
+def best_of(name: str) -> str | None:
+    """"min", "max" or None (no direction): the summary W&B keeps of a metric."""
+    last = name.rsplit("/", 1)[-1].lower()
+    if any(word in last for word in LOWER_IS_BETTER):
+        return "min"
+    if any(word in last for word in HIGHER_IS_BETTER):
+        return "max"
+    return None
+
+
+@dataclass
+class RunIdentity:
+    """How a run is found among others: name, group (the sweep), job type (the kind), tags."""
+
+    name: str | None
+    group: str | None
+    job_type: str
+    tags: list[str] = field(default_factory=list)
+    declared: dict[str, str] = field(default_factory=dict)  # metric -> "min"/"max", from the job kind
+
+
+class WandbRunLogger(WandbLogger):
+    """Lightning's WandbLogger over a run started by `start_wandb_run`, declaring each metric's best value
+    (`define_metric(summary="min"|"max")`) the first time it is logged."""
+
+    def __init__(self, experiment: Any, **kwargs: Any) -> None:
+        super().__init__(experiment=experiment, **kwargs)
+        self._defined: set[str] = set()
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        define_summaries(self.experiment, metrics, self._defined)
+        super().log_metrics(metrics, step)
+
+
+def define_summaries(run: Any, names: Any, defined: set[str]) -> None:
+    for name in names:
+        if name not in defined:
+            defined.add(name)
+            if (summary := best_of(name)) is not None:
+                run.define_metric(name, summary=summary)
+
 
 def close_leftover_wandb_run() -> None:
-    """Finish a W&B run left open by an earlier job in this process.
-
-    Lightning's WandbLogger reuses an open `wandb.run`, so without this a job would log into the
-    run of a job that failed before it in the same process (multirun, joblib workers).
-    """
+    """Finish a W&B run left open by an earlier job in this process (multirun, joblib workers)."""
     import wandb
 
     if wandb.run is not None:
@@ -40,30 +89,49 @@ def sweep_group(sweep_dir: str | Path) -> str:
         return str(path)
 
 
-def make_logger(
-    logger_cfg: DictConfig, job_dir: Path, group: str | None, name: str | None, config: dict, run_id: str | None = None
-) -> Logger | None:
-    """Instantiate the configured Lightning logger (None for logger=none), with its run started.
+def start_wandb_run(logger_cfg: DictConfig, root: Path, identity: RunIdentity, config: dict,
+                    run_id: str | None = None) -> Any:
+    """A W&B run under `root`/wandb/, resumed if `run_id` exists there ("allow"). W&B's own console output is
+    off (the job logs where the run is and how to look at it); a failed start is a one-line error."""
+    import wandb
 
-    A W&B run with `run_id` is resumed if it exists ("allow"), so a job run again continues its run.
-    """
+    close_leftover_wandb_run()
+    settings = OmegaConf.to_container(logger_cfg, resolve=True)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        run = wandb.init(
+            project=settings.get("project"), entity=settings.get("entity"), mode=settings.get("mode"), dir=str(root),
+            name=identity.name, group=identity.group, job_type=identity.job_type,
+            tags=sorted({*identity.tags, *(settings.get("tags") or [])}), notes=settings.get("notes"), config=config,
+            id=run_id, resume="allow" if run_id else None, settings=wandb.Settings(silent=True),
+        )
+    except Exception as e:  # wandb raises several types for a failed start (network, auth, settings)
+        raise UserError(
+            f"logger: W&B could not start a run ({type(e).__name__}: {e}); "
+            "use logger.mode=offline (sync later with `wandb sync`) or logger=csv"
+        ) from None
+    # The training curves' x-axis, as Lightning sets it for runs it starts itself.
+    run.define_metric("trainer/global_step")
+    run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+    for name, best in identity.declared.items():
+        run.define_metric(name, summary=best)
+    return run
+
+
+def is_wandb(logger_cfg: DictConfig | None) -> bool:
+    return bool(logger_cfg) and str(logger_cfg.get("_target_", "")).endswith(("WandbLogger", "WandbRunLogger"))
+
+
+def make_logger(logger_cfg: DictConfig, root: Path, identity: RunIdentity, config: dict,
+                run_id: str | None = None) -> Logger | None:
+    """The configured Lightning logger (None for logger=none); for W&B over a run started now, so a W&B
+    problem shows before any work."""
     if not logger_cfg or logger_cfg.get("_target_") is None:
         return None
-    target = logger_cfg._target_
-    if target.endswith("WandbLogger"):
-        close_leftover_wandb_run()
-        # `config` is also instantiate's own first argument, so it is passed to the partial instead.
-        ids = {"id": run_id, "resume": "allow"} if run_id else {}
-        logger = instantiate(logger_cfg, _partial_=True)(save_dir=str(job_dir), group=group, name=name, config=config, **ids)
-        try:
-            logger.experiment  # start the run now, so a W&B problem shows before training
-        except Exception as e:  # wandb raises several types for a failed start (network, auth, settings)
-            raise UserError(
-                f"logger: W&B could not start a run ({type(e).__name__}: {e}); "
-                "use logger.mode=offline (sync later with `wandb sync`) or logger=csv"
-            ) from None
-        return logger
-    return instantiate(logger_cfg, save_dir=str(job_dir))
+    if is_wandb(logger_cfg):
+        run = start_wandb_run(logger_cfg, root, identity, config, run_id)
+        return WandbRunLogger(experiment=run, log_model=False)  # models go to W&B as artifacts (Tracker.log_model)
+    return instantiate(logger_cfg, save_dir=str(root))
 
 
 class Tracker:
@@ -73,6 +141,7 @@ class Tracker:
         self.job_dir = job_dir
         self.logger = logger
         self.plots_dir = job_dir / "plots"
+        self.defined: set[str] = set()
 
     @property
     def wandb_run(self) -> Any | None:
@@ -86,6 +155,12 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self.logger is not None:
             self.logger.log_metrics(metrics, step=step)
+
+    def log(self, values: dict[str, Any]) -> None:
+        """Anything W&B takes (charts, tables, media), straight to the run."""
+        if self.wandb_run is not None:
+            define_summaries(self.wandb_run, values, self.defined)
+            self.wandb_run.log(values)
 
     def log_figure(self, name: str, fig: Figure) -> Path:
         """Save `plots/<name>.png` and log it to W&B as an image under `name`."""
@@ -109,15 +184,38 @@ class Tracker:
             panel = [wandb.Image(to_uint8_pixels(image), caption=c) for image, c in zip(images, captions)]
             self.wandb_run.log({name: panel})
 
-    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> Path:
-        """Save `<name>.csv` in the job folder and log it to W&B as a `wandb.Table`."""
-        path = self.job_dir / f"{name.replace('/', '_')}.csv"
-        write_csv(path, columns, rows)
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]], csv: bool = True) -> Path | None:
+        """Save `<name>.csv` in the job folder (unless `csv=False`) and log it to W&B as a `wandb.Table`."""
+        path = self.job_dir / f"{name.replace('/', '_')}.csv" if csv else None
+        if path is not None:
+            write_csv(path, columns, rows)
         if self.wandb_run is not None:
             import wandb
 
             self.wandb_run.log({name: wandb.Table(columns=columns, data=rows)})
         return path
+
+    def log_model(self, path: str | Path, key: str, cache_hit: bool, metadata: dict[str, Any]) -> str | None:
+        """The trained model as a W&B model artifact `model-<key>` (the cache key names it). A model from the
+        cache is recorded as used by this run, not logged again; offline, where W&B cannot record a use,
+        the run's summary names the artifact instead. Returns the artifact's name."""
+        run = self.wandb_run
+        if run is None or getattr(run, "disabled", False):
+            return None
+        import wandb
+
+        name = f"model-{key}"
+        online = run.settings.mode == "online"
+        if cache_hit:
+            if online:
+                run.use_artifact(f"{name}:latest", type="model")
+            run.summary["model_artifact"] = name
+            return name
+        artifact = wandb.Artifact(name, type="model", metadata=metadata)
+        artifact.add_file(str(path), name="model.pt")
+        run.log_artifact(artifact, aliases=["latest"])
+        run.summary["model_artifact"] = name
+        return name
 
     def log_summary(self, results: dict[str, Any]) -> None:
         run = self.wandb_run
@@ -129,8 +227,7 @@ class Tracker:
         if self.logger is None:
             return
         if isinstance(self.logger, WandbLogger):
-            run = self.logger.experiment
-            run.finish(exit_code=1 if failed else 0)
+            self.logger.experiment.finish(exit_code=1 if failed else 0)
         else:
             self.logger.finalize("failed" if failed else "success")
 

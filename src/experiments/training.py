@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cache import Cache
+from experiments.console import LIGHTNING_INFO, quiet
 from experiments.data import ImageDataModule
 from experiments.errors import UserError, one_line
 from experiments.fingerprint import code_version, module_of_target, settings_key
@@ -101,7 +102,8 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
     """Build the Trainer once, so Lightning's own checks of its settings (max_epochs, precision, devices,
     strategy, callbacks) fail before any training or W&B run."""
     try:
-        build_trainer(trainer_cfg, None, [])
+        with quiet(LIGHTNING_INFO):  # the real Trainer says "GPU available: ..." once, when it is built
+            build_trainer(trainer_cfg, None, [])
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - Lightning raises several types (Misconfiguration, Value, Import)
@@ -139,7 +141,9 @@ class EpochHistory(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
-        self.epochs.append({"epoch": trainer.current_epoch, **metrics})
+        # The step too: a cache hit replays the curves on the axis a fresh run logs them against (Lightning
+        # logs epoch-end metrics at the epoch's last step).
+        self.epochs.append({"epoch": trainer.current_epoch, "step": trainer.global_step - 1, **metrics})
 
     # Saved in checkpoints, so a resumed training keeps the epochs from before its interruption.
     def state_dict(self) -> dict[str, Any]:

@@ -51,6 +51,8 @@ class JobKind:
     run: Callable[[Job, Any], dict[str, Any]]
     # Scores shown in the last log line, after the optimised one.
     shown: tuple[str, ...] = ()
+    # The config groups whose choice tags its W&B runs (model=autoencoder, reducer=tsne, ...).
+    tagged_by: tuple[str, ...] = ("model", "data")
     # The modules whose code shapes this kind's results besides those named by the config's _target_s.
     code: tuple[str, ...] = ()
     # Under accelerator=ddp, what the processes of rank > 0 do: (cfg, job_dir, data set up, job key) -> None.

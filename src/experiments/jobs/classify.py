@@ -139,8 +139,15 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         }
     tracker.log_table("predictions", ["id", "label"], [[i, int(classes[p])] for i, p in enumerate(predicted)])
 
+    results["model_artifact"] = tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})
+
     with timer("plots"):
         tracker.log_figure("confusion_matrix", plots.confusion_figure(confusion, classes.tolist()))
+        if tracker.wandb_run is not None:  # W&B's own chart beside the PNG
+            import wandb
+
+            tracker.log({"confusion_matrix_chart": wandb.plot.confusion_matrix(
+                y_true=truth.tolist(), preds=predicted.tolist(), class_names=[str(c) for c in classes])})
         tracker.log_figure("curves", plots.curves_figure(history))
     return results
 
@@ -170,6 +177,7 @@ def autoencoder_codes(job: Job, key: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 KIND = JobKind(
     name="classify",
+    tagged_by=("model", "data"),
     scores={"test_acc": MAX, "top1_error": MIN, "top5_error": MIN, "final_val_loss": MIN},
     columns=[
         ("Test Accuracy", "test_acc"),

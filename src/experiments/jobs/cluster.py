@@ -55,7 +55,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     model = encoder_for(cfg, data)
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
-    reducer = instantiate(cfg.reducer)
+    reducer = within_thread_budget(instantiate(cfg.reducer))
     check_estimator("reducer", reducer)
     check_n_components(reducer, n_eval, int(model.hparams.latent_dim))
     perplexity = getattr(reducer, "perplexity", None)
@@ -64,7 +64,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
             check_perplexity(perplexity, n_eval, setting="reducer.perplexity")
         except ValueError as e:
             raise UserError(f"{e} (the eval images)") from None
-    clusterer = instantiate(cfg.clusterer, n_clusters=n_clusters)
+    clusterer = within_thread_budget(instantiate(cfg.clusterer, n_clusters=n_clusters))
     check_estimator("clusterer", clusterer)
     check_trainer(cfg.trainer)
     return Plan(model, reducer, clusterer, n_clusters)
@@ -88,6 +88,15 @@ def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: in
     if n_clusters > n_eval:
         raise UserError(f"clusterer.n_clusters={n_clusters} is more clusters than the {n_eval} eval images")
     return int(n_clusters)
+
+
+def within_thread_budget(estimator: Any) -> Any:
+    """An estimator with its own thread pool (openTSNE, UMAP: n_jobs=-1, "all cores") set to the job's budget
+    (launch.limit_threads has set torch's), so parallel jobs do not oversubscribe the CPUs they share."""
+    params = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    if params.get("n_jobs") == -1:
+        estimator.set_params(n_jobs=torch.get_num_threads())
+    return estimator
 
 
 def check_estimator(setting: str, estimator: Any) -> None:
@@ -119,6 +128,9 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         model, trained, cache_status = fit_or_load(job, plan.model, model_key)
     if cache_status == "hit":
         replay_history(tracker, trained["history"])
+    results_artifact = tracker.log_model(trained["path"], model_key, cache_status == "hit",
+                                         {"model": choices.get("model"), "latent_dim": int(cfg.model.latent_dim),
+                                          "code_version": trained.get("code_version")})
 
     with timer("encode"):
         codes, reconstructions = encode(model.to(device_for(cfg.trainer.accelerator)), data)
@@ -130,9 +142,11 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     with timer("cluster"):
         clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), plan.clusterer.fit_predict, reduced))
     write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
+    labels = data.eval_labels
+    tracker.log_table("assignments", ["id", "label", "cluster"],
+                      [[i, None if labels is None else int(labels[i]), int(c)] for i, c in enumerate(clusters)], csv=False)
 
     with timer("score"):
-        labels = data.eval_labels
         mse = per_image_mse(data.eval_images.numpy(), reconstructions)
         example_ids = examples_of_different_classes(labels, len(mse), 2)
         results: dict[str, Any] = {
@@ -156,6 +170,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             "cache": cache_status,
             "checkpoint": trained.get("path"),
             "model_code_version": trained.get("code_version"),
+            "model_artifact": results_artifact,
         }
         if hasattr(plan.reducer, "kl_divergence_"):
             results["tsne_kl"] = float(plan.reducer.kl_divergence_)
@@ -168,6 +183,10 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             tracker.log_figure("atoms", plots.image_grid_figure(model.atoms().cpu().numpy(), "dictionary atoms"))
         views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
         log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
+        # The codes themselves (a sample), one vector per row: W&B's embedding projector maps this column.
+        tracker.log_table("codes", ["index", "label", "cluster", "code"],
+                          [[int(i), None if labels is None else int(labels[i]), int(clusters[i]), codes[i].tolist()]
+                           for i in views.sample], csv=False)
     return results
 
 
@@ -216,9 +235,10 @@ def ddp_worker(cfg: DictConfig, job_dir: Path, data: ImageDataModule, key: str) 
 
 
 def replay_history(tracker: Any, history: list[dict[str, float]]) -> None:
-    """Log the cached model's training curves, so every job's run shows how its model trained."""
+    """Log the cached model's training curves at the steps they were logged at (Lightning's
+    trainer/global_step), so a cache hit's run shows them as a fresh run does."""
     for row in history:
-        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {"epoch": row["epoch"]})
+        tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row.get("step"))
 
 
 @torch.no_grad()
@@ -267,7 +287,8 @@ class EmbeddingViews:
     def tsne(self) -> np.ndarray:
         def compute() -> Entry:
             perplexity = min(30.0, (len(self.codes) - 1) / 3.1)
-            return {"coords": torch.from_numpy(OpenTSNE(2, perplexity=perplexity, random_state=self.seed).fit_transform(self.codes))}
+            tsne = OpenTSNE(2, perplexity=perplexity, random_state=self.seed, n_jobs=torch.get_num_threads())
+            return {"coords": torch.from_numpy(tsne.fit_transform(self.codes))}
 
         entry = compute() if self.cache is None else self.cache.get_or_compute(self.key, compute)[0]
         return entry["coords"].numpy()
@@ -304,6 +325,7 @@ def log_embeddings(
 
 KIND = JobKind(
     name="cluster",
+    tagged_by=("model", "data", "reducer", "clusterer"),
     scores={"public_score": MAX, "private_score": MAX, "acc": MAX, "nmi": MAX, "ari": MAX, "recon_mse": MIN},
     # The seed report's columns first, in its order, then the rest of what a job reports.
     columns=[

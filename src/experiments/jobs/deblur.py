@@ -252,8 +252,9 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     if task.reference_iterations > 0:
         with timer("reference"):
             reference = ista.solve(operator, blurred, task.lam, method="fista", max_iter=task.reference_iterations,
-                                   tol=0, x0=result.x)  # `result` is FISTA's: go on from where it stopped
-        results |= suboptimality_iterations(curves["objective_fista"], float(reference.objective.min()))
+                                   tol=0, x0=result.x,  # `result` is FISTA's: go on from where it stopped
+                                   progress="FISTA for F*")
+        results |= suboptimality_iterations(curves, float(reference.objective.min()))
     results |= {"task": "deblur", "image": task.image, "shape": [channels, height, width], "lam": task.lam,
                 "basis": task.basis, "seed": cfg.seed, "device": str(sharp.device)}
 
@@ -280,7 +281,7 @@ def solve_with_psnr(
         psnrs.append(psnr(operator.basis.synthesis(x).clamp(0, 1), sharp))
 
     result = ista.solve(operator, blurred, lam, method=method, max_iter=iterations, tol=tol,
-                        x0=operator.basis.analysis(blurred), callback=record)
+                        x0=operator.basis.analysis(blurred), callback=record, progress=method.upper())
     return result, psnrs
 
 
@@ -291,13 +292,15 @@ def objective_checkpoints(curves: dict[str, list[float]]) -> dict[str, float | N
             "objective_fista_at_100": fista_curve[99] if len(fista_curve) >= 100 else None}
 
 
-def suboptimality_iterations(fista: list[float], reference: float) -> dict[str, Any]:
-    """The first FISTA iteration within 1e-4 and 1e-6 (relative) of F*, estimated by a longer run's objective."""
-    optimum = min(min(fista), reference)
-    relative = (np.asarray(fista) - optimum) / abs(optimum)
+def suboptimality_iterations(curves: dict[str, list[float]], reference: float) -> dict[str, Any]:
+    """The first ISTA and FISTA iterations within 1e-4 and 1e-6 (relative) of F*, estimated by a longer run's
+    objective; None for a level a method did not reach in its iterations."""
+    optimum = min(min(curves["objective_ista"]), min(curves["objective_fista"]), reference)
     out: dict[str, Any] = {"objective_reference": optimum}
-    for tol, name in ((1e-4, "1e-4"), (1e-6, "1e-6")):
-        out[f"fista_iterations_to_{name}"] = ista.first_iteration_within(relative.tolist(), tol)
+    for method in ("ista", "fista"):
+        relative = (np.asarray(curves[f"objective_{method}"]) - optimum) / abs(optimum)
+        for tol, name in ((1e-4, "1e-4"), (1e-6, "1e-6")):
+            out[f"{method}_iterations_to_{name}"] = ista.first_iteration_within(relative.tolist(), tol)
     return out
 
 
@@ -313,12 +316,13 @@ def log_curves(job: Job, curves: dict[str, list[float]], optimum: float | None) 
         run.define_metric("solver/iteration")
         run.define_metric("solver/*", step_metric="solver/iteration")
         for i, row in enumerate(rows):
-            run.log({"solver/iteration": i + 1,
-                     **{f"solver/{name}": value for name, value in zip(names, row[1:]) if value is not None}})
+            job.tracker.log({"solver/iteration": i + 1,
+                             **{f"solver/{name}": value for name, value in zip(names, row[1:]) if value is not None}})
 
 
 KIND = JobKind(
     name="deblur",
+    tagged_by=("task",),
     scores={"psnr_fista": MAX, "psnr_ista": MAX},
     columns=[
         ("PSNR FISTA", "psnr_fista"),

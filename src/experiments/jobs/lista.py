@@ -136,7 +136,7 @@ def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) 
 def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> ista.LassoResult:
     """The targets: FISTA run to `target_tol` (relative duality gap)."""
     result = ista.solve(problems.dictionary, signals, lam, method="fista", max_iter=problem.target_iterations,
-                        tol=problem.target_tol)
+                        tol=problem.target_tol, progress=f"FISTA codes of {signals.shape[1]} signals")
     log.info("solver codes of %d signals: %d FISTA iterations, converged=%s", signals.shape[1], result.n_iter,
              result.converged)
     return result
@@ -217,6 +217,8 @@ def run(job: Job, plan: None) -> dict[str, Any]:
         "model": job.choices.get("model"), "checkpoint": str(checkpoint),
     }
 
+    results["model_artifact"] = tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})
+
     with timer("plots"):
         tracker.log_table("code_error", ["method", "iterations_or_layers", "against", "nmse_db"], rows)
         tracker.log_figure("code_error", plots.code_error_figure(curves, layers))
@@ -228,19 +230,19 @@ def run(job: Job, plan: None) -> dict[str, Any]:
 
 def log_error_chart(tracker: Any, curves: dict[str, list[float]]) -> None:
     """The curves as one W&B line chart (the panel that the code_error figure mirrors)."""
-    run = tracker.wandb_run
-    if run is None:
+    if tracker.wandb_run is None:
         return
     import wandb
 
     names = list(curves)
-    run.log({"code_error_chart": wandb.plot.line_series(
+    tracker.log({"code_error_chart": wandb.plot.line_series(
         xs=[list(range(1, len(curves[n]) + 1)) for n in names], ys=[curves[n] for n in names], keys=names,
         title="code NMSE (dB) against iterations / layers", xname="iteration or layer")})
 
 
 KIND = JobKind(
     name="lista",
+    tagged_by=("model",),
     # Code error in dB: lower is better.
     scores={"nmse_db_lista": MIN, "nmse_db_fista": MIN, "nmse_db_ista": MIN, "final_val_loss": MIN},
     columns=[

@@ -44,7 +44,7 @@ class ConvAutoencoder(pl.LightningModule):
         if kernel_size < 1 or stride < 1:
             raise UserError(f"model.kernel_size and model.stride must be at least 1, got {kernel_size}, {stride}")
         padding = kernel_size // 2 if padding is None else padding
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         in_channels, height, width = image_shape
         heights = encoder_sizes(height, len(channels), kernel_size, stride, padding)
         widths = encoder_sizes(width, len(channels), kernel_size, stride, padding)

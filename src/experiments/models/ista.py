@@ -37,7 +37,7 @@ class SparseCoding(pl.LightningModule):
         if fit_iterations < 1 or encode_iterations < 1:
             raise UserError(f"model.fit_iterations and model.encode_iterations must be at least 1, got "
                             f"{fit_iterations}, {encode_iterations}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         self.image_shape = tuple(image_shape)
         atoms = torch.randn(int(torch.tensor(image_shape).prod()), latent_dim)
         self.dictionary = torch.nn.Parameter(atoms / atoms.norm(dim=0))

@@ -31,7 +31,7 @@ class LISTA(pl.LightningModule):
             raise UserError(f"model.layers must be at least 1, got {layers}")
         if lam < 0:
             raise UserError(f"model.lam must be >= 0, got {lam}")
-        self.save_hyperparameters(ignore=["dictionary"])
+        self.save_hyperparameters(ignore=["dictionary"], logger=False)  # the config tree holds them
         A = dictionary.to(torch.float32)
         L = lipschitz_constant(MatrixOperator(A), A.shape[1], A)
         copies = 1 if tied else layers

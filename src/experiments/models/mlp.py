@@ -130,7 +130,7 @@ class MLPClassifier(pl.LightningModule):
                 raise UserError(f"model.{setting}={value!r} is not one of {', '.join(allowed)}")
         if l2 < 0 or lr <= 0:
             raise UserError(f"model.l2 must be >= 0 and model.lr > 0, got {l2} and {lr}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         sizes = (n_features, *hidden_dims, n_classes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         norm = ManualBatchNorm1d if gradients == "manual" else nn.BatchNorm1d

@@ -1,0 +1,115 @@
+"""What a run leaves in W&B (read back with W&B's own reader), the progress bars of long work, the sweep plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONF, QUICK, compose_config, run_job, wandb_history, wandb_records, wandb_summary
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from experiments import console
+from experiments.ista import solve
+from experiments.launch import sweep_plan
+from experiments.reduce import OpenTSNE
+from experiments.tracking import best_of
+
+PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
+
+
+def records(run_dir: str, kind: str) -> list[dict]:
+    return [r[kind] for r in wandb_records(run_dir) if r["type"] == kind]
+
+
+def test_a_single_run_is_named_tagged_typed_and_has_one_config_tree(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "logger.tags=[mine]", "logger.notes=first try")
+    run = wandb_summary(job.results["wandb_dir"])
+    assert run["name"] and set(run["tags"]) == {"mine", "model=autoencoder", "data=digits", "reducer=pca",
+                                                "clusterer=kmeans"}
+    assert run["notes"] == "first try" and records(job.results["wandb_dir"], "run")[0]["job_type"] == "cluster"
+    assert "latent_dim" not in run["config"] and "lr" not in run["config"], "no flat copies of model settings"
+    assert run["config"]["model"]["latent_dim"] == 32
+
+
+def test_metrics_declare_whether_their_best_is_a_max_or_a_min(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4)
+    declared = {m.get("name"): m["summary"] for m in records(job.results["wandb_dir"], "metric") if "summary" in m}
+    assert declared["public_score"] == {"max": True} and declared["recon_mse"] == {"min": True}
+    assert declared["train/loss_epoch"] == {"min": True} and declared["val/recon_mse"] == {"min": True}
+    assert (best_of("val/acc"), best_of("solver/psnr_fista"), best_of("nmse_db_lista"), best_of("epoch")) == (
+        "max", "max", "min", None)
+
+
+def test_a_cache_hit_replays_the_training_curves_on_the_fresh_runs_axis_and_uses_its_model_artifact(tmp_path):
+    fresh = run_job(tmp_path, *QUICK, *PCA4, name="fresh")
+    hit = run_job(tmp_path, *QUICK, *PCA4, name="hit")
+    assert (fresh.results["cache"], hit.results["cache"]) == ("miss", "hit")
+
+    def curve(job) -> list[tuple[int, float]]:
+        rows = wandb_history(job.results["wandb_dir"])
+        return [(row["trainer/global_step"], round(row["train/loss_epoch"], 6)) for row in rows if "train/loss_epoch" in row]
+
+    assert curve(hit) == curve(fresh) and len(curve(fresh)) == 2
+    (artifact,) = [a for a in records(fresh.results["wandb_dir"], "artifact") if a["type"] == "model"]
+    assert artifact["type"] == "model" and artifact["name"] == fresh.results["model_artifact"]
+    assert artifact["name"] == "model-" + Path(fresh.results["checkpoint"]).stem, "named by the cache key"
+    # offline, W&B cannot record a use: the hit names the artifact and does not log the model again
+    assert all(a["type"] != "model" for a in records(hit.results["wandb_dir"], "artifact"))
+    assert wandb_summary(hit.results["wandb_dir"])["summary"]["model_artifact"] == artifact["name"]
+
+
+def table(run_dir: str, name: str) -> dict:
+    (path,) = Path(run_dir).glob(f"files/media/table/{name}_*.table.json")
+    return json.loads(path.read_text())
+
+
+def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "model.latent_dim=12")
+    assignments = table(job.results["wandb_dir"], "assignments")
+    assert assignments["columns"] == ["id", "label", "cluster"] and len(assignments["data"]) == 600
+    codes = table(job.results["wandb_dir"], "codes")
+    assert codes["columns"] == ["index", "label", "cluster", "code"] and len(codes["data"]) == 300
+    assert all(len(row[3]) == 12 for row in codes["data"]), "the codes themselves, for the embedding projector"
+
+
+def test_the_classifier_logs_its_predictions_and_w_and_bs_own_confusion_matrix(tmp_path):
+    job = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2")
+    keys = {key.split(".")[0] for row in wandb_history(job.results["wandb_dir"]) for key in row}
+    assert {"confusion_matrix", "confusion_matrix_chart_table", "predictions"} <= keys
+    assert len(table(job.results["wandb_dir"], "predictions")["data"]) == 540
+    assert [a["type"] for a in records(job.results["wandb_dir"], "artifact")].count("model") == 1
+
+
+@pytest.fixture
+def bars_at_once(monkeypatch):
+    """Progress bars show after 2 s of work; these tests' work is shorter."""
+    monkeypatch.setattr(console, "PROGRESS_DELAY_S", 0.0)
+
+
+def test_tsne_shows_a_progress_bar_with_the_current_kl(bars_at_once, capsys):
+    X = np.random.default_rng(0).normal(size=(200, 5))
+    OpenTSNE(perplexity=10, n_iter=100, n_jobs=1, random_state=0, verbose=True).fit(X)
+    assert "KL=" in capsys.readouterr().err
+    OpenTSNE(perplexity=10, n_iter=100, n_jobs=1, random_state=0).fit(X)
+    assert "KL=" not in capsys.readouterr().err, "verbose=False: quiet"
+
+
+def test_a_long_fista_run_shows_its_progress(bars_at_once, capsys):
+    A = torch.randn(20, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    solve(A, A @ torch.ones(40, dtype=torch.float64), 0.1, max_iter=100, tol=0, progress="FISTA for F*")
+    err = capsys.readouterr().err
+    assert "FISTA for F*" in err and "objective=" in err
+
+
+def test_the_sweep_plan_counts_the_jobs_and_names_what_varies():
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # as in a multirun: the loader expands globs
+        hydra_cfg = compose("config", overrides=["+sweep=latent_dims"], return_hydra_config=True).hydra
+        hydra_cfg.overrides.task.append("model.lr=0.1,0.2")  # on the command line of a multirun
+        assert sweep_plan(hydra_cfg) == {"jobs": 20, "swept": ["sweep/latent_dims", "model.lr"]}
+    compose_config("+sweep=search", "hydra.sweeper.n_trials=7", hydra_context=True)
+    assert sweep_plan(HydraConfig.get()) == {"jobs": 7, "swept": ["model.latent_dim", "model.lr",
+                                                                   "reducer.n_components", "clusterer"]}
