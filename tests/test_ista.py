@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from experiments.errors import UserError
-from experiments.ista import MatrixOperator, first_iteration_within, objective, solve
+from experiments.ista import MatrixOperator, first_iteration_within, lasso_gram, objective, objective_and_gap, solve
 
 
 def problem(m=60, n=100, k=None, seed=0):
@@ -136,3 +136,45 @@ def test_bad_inputs_are_refused_by_name(kwargs, message):
     args = {"A": A, "b": b, "lam": 0.1, **kwargs}
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         solve(args.pop("A"), args.pop("b"), args.pop("lam"), **args)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3])
+def test_the_gram_form_solves_every_column_to_its_gap_and_agrees_with_scikit_learn(fraction):
+    from sklearn.decomposition import sparse_encode
+
+    A, b = problem(m=40, n=90, k=25, seed=3)
+    lam = fraction * lam_max(A, b)
+    result = lasso_gram(A, b, lam, tol=1e-8, max_iter=20000, check_every=7)
+    assert result.converged
+    _, gaps = objective_and_gap(MatrixOperator(A), b, result.x, lam)  # recomputed from the residual itself
+    assert float(gaps.max()) <= 1e-8
+    sk = sparse_encode(b.T.numpy(), A.T.numpy(), algorithm="lasso_cd", alpha=lam, max_iter=100000)
+    ours, theirs = (objective(MatrixOperator(A), b, x, lam) for x in (result.x, torch.as_tensor(sk.T)))
+    assert torch.allclose(ours, theirs, rtol=1e-6)
+    assert not torch.allclose(result.x[:, 0], result.x[:, 1])  # the columns were not mixed up when dropped
+
+
+def test_the_gram_form_goes_on_from_a_warm_start_and_runs_all_iterations_with_tol_0():
+    A, b = problem(k=6)
+    lam = 0.1 * lam_max(A, b)
+    solved = lasso_gram(A, b, lam, tol=1e-10, max_iter=20000)
+    fixed = lasso_gram(A, b, lam, tol=0, max_iter=30)
+    assert fixed.n_iter == 30 and not fixed.converged
+    warm = lasso_gram(A, b, lam, tol=1e-10, max_iter=20000, x0=solved.x)
+    assert warm.n_iter <= 10  # already optimal: stops at the first check
+    single = lasso_gram(A, b[:, 2], lam, tol=1e-10, max_iter=20000)
+    assert single.x.shape == (A.shape[1],) and torch.allclose(single.x, solved.x[:, 2], atol=1e-6)
+
+
+def test_the_gram_form_that_runs_out_of_iterations_says_which_columns(caplog):
+    A, b = problem(k=3)
+    with caplog.at_level(logging.WARNING):
+        result = lasso_gram(A, b, 0.01 * lam_max(A, b), tol=1e-12, max_iter=20)
+    assert not result.converged and result.gap > 1e-12
+    assert "columns above tol" in caplog.text
+
+
+def test_the_gram_form_needs_a_matrix():
+    A, b = problem()
+    with pytest.raises(UserError, match="needs A as a matrix"):
+        lasso_gram(MatrixOperator(A), b, 0.1, tol=1e-6)
