@@ -111,3 +111,30 @@ def test_an_optuna_search_run_again_goes_on_with_its_sqlite_study(tmp_path):
     assert [trial.state.name for trial in study.trials] == ["COMPLETE"] * 3
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]  # the new job is #2
     assert len(summary_rows(sweep)) == 3
+
+
+def test_the_thread_budget_comes_from_the_cpus_this_process_may_use(monkeypatch):
+    from experiments.launch import threads_per_job
+
+    joblib = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher",
+                                            "n_jobs": 2}})
+    basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's count must not matter
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})  # e.g. a SLURM allocation
+    assert threads_per_job(basic) == 6
+    assert threads_per_job(joblib) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # set by the user or the scheduler: a cap
+    assert threads_per_job(basic) == 2
+
+
+def test_estimators_with_their_own_pools_get_the_jobs_budget(monkeypatch):
+    from hydra.utils import instantiate
+
+    from experiments.jobs.cluster import within_thread_budget
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    tsne = within_thread_budget(instantiate(compose_config("reducer=tsne").reducer))
+    assert tsne.get_params()["n_jobs"] == 3
+    chosen = within_thread_budget(instantiate(compose_config("reducer=tsne", "reducer.n_jobs=1").reducer))
+    assert chosen.get_params()["n_jobs"] == 1  # a count the user chose is kept

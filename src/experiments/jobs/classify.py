@@ -109,7 +109,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     save_entry({"state_dict": model.state_dict(), "history": history, "classes": torch.from_numpy(classes)}, checkpoint)
 
     with timer("score"):
-        logits = predict(model.to(device_for(cfg.trainer.accelerator)), eval_x, data.batch_size)
+        model = model.to(device_for(cfg.trainer.accelerator))  # Lightning's teardown leaves it on the CPU
+        logits = predict(model, eval_x, data.batch_size)
         predicted = logits.argmax(-1).numpy()
         truth = eval_y.numpy()
         confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -121,6 +122,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             "top5_error": top_k_error(logits.numpy(), truth, min(5, len(classes))),
             "per_class_acc": {str(c): a for c, a in zip(classes.tolist(), per_class)},
             "final_train_loss": history[-1].get("train/loss_epoch") if history else None,
+            "devices": {"score": str(model.device)},  # where the stages ran
             "final_val_loss": history[-1].get("val/loss") if history else None,
             "curves": history,
             "model": job.choices.get("model"),

@@ -133,7 +133,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
                                           "code_version": trained.get("code_version")})
 
     with timer("encode"):
-        codes, reconstructions = encode(model.to(device_for(cfg.trainer.accelerator)), data)
+        model = model.to(device_for(cfg.trainer.accelerator))  # also a model from the cache, or back from Lightning
+        codes, reconstructions = encode(model, data)
     np.save(job.dir / "codes.npy", codes)
 
     with timer("reduce"):
@@ -168,6 +169,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             "data": choices.get("data"),
             "seed": cfg.seed,
             "cache": cache_status,
+            "devices": {"encode": str(model.device)},  # where the stages ran
             "checkpoint": trained.get("path"),
             "model_code_version": trained.get("code_version"),
             "model_artifact": results_artifact,

@@ -256,7 +256,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
                                    progress="FISTA for F*")
         results |= suboptimality_iterations(curves, float(reference.objective.min()))
     results |= {"task": "deblur", "image": task.image, "shape": [channels, height, width], "lam": task.lam,
-                "basis": task.basis, "seed": cfg.seed, "device": str(sharp.device)}
+                "basis": task.basis, "seed": cfg.seed, "device": str(sharp.device),
+                "devices": {"solve": str(sharp.device)}}  # where the stages ran (as every kind records)
 
     with timer("plots"):
         log_curves(job, curves, results.get("objective_reference"))

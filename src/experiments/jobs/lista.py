@@ -133,20 +133,25 @@ def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) 
     return patch_problems(data, problem.patch_size, problem.atoms, problem.train_size, problem.test_size, seed)
 
 
-def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig) -> ista.LassoResult:
-    """The targets: batched FISTA in Gram form, each signal run to `target_tol` (relative duality gap)."""
-    result = ista.lasso_gram(problems.dictionary, signals, lam, max_iter=problem.target_iterations,
+def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig,
+                 device: torch.device) -> ista.LassoResult:
+    """The targets: batched FISTA in Gram form on `device`, each signal run to `target_tol` (relative duality
+    gap); the codes stay on that device."""
+    result = ista.lasso_gram(problems.dictionary.to(device), signals.to(device), lam, max_iter=problem.target_iterations,
                              tol=problem.target_tol, progress=f"FISTA codes of {signals.shape[1]} signals")
     log.info("solver codes of %d signals: %d FISTA iterations, converged=%s", signals.shape[1], result.n_iter,
              result.converged)
     return result
 
 
-def error_curves(problems: LassoProblems, lam: float, iterations: int, references: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    """NMSE (dB) of ISTA's and FISTA's iterates against each reference, for iterations 1..`iterations`."""
+def error_curves(problems: LassoProblems, lam: float, iterations: int, references: dict[str, torch.Tensor],
+                 device: torch.device) -> dict[str, list[float]]:
+    """NMSE (dB) of ISTA's and FISTA's iterates (run on `device`) against each reference, for iterations
+    1..`iterations`."""
     curves: dict[str, list[float]] = {}
+    on_device = {name: reference.to(device) for name, reference in references.items()}
     for method in ("ista", "fista"):
-        errors = iterate_errors(problems, lam, method, iterations, references)
+        errors = iterate_errors(problems, lam, method, iterations, on_device)
         curves |= {f"{method}_vs_{name}": curve for name, curve in errors.items()}
     return curves
 
@@ -160,21 +165,25 @@ def iterate_errors(problems: LassoProblems, lam: float, method: str, iterations:
         for name, reference in references.items():
             errors[name].append(nmse_db(x, reference))
 
-    ista.solve(problems.dictionary, problems.test, lam, method=method, max_iter=iterations, tol=0, callback=record)
+    device = next(iter(references.values())).device
+    ista.solve(problems.dictionary.to(device), problems.test.to(device), lam, method=method, max_iter=iterations, tol=0,
+               callback=record)
     return errors
 
 
 def run(job: Job, plan: None) -> dict[str, Any]:
     cfg, timer, tracker = job.cfg, job.timer, job.tracker
     problem, lam, layers = cfg.model.problem, cfg.model.lam, cfg.model.layers
+    device = device_for(cfg.trainer.accelerator)  # targets, training and comparisons all run there
     with timer("problems"):
         problems = make_problems(problem, job.data, cfg.seed)
     with timer("targets"):
-        solved = {"test": solver_codes(problems, problems.test, lam, problem)}
-        test_targets = solved["test"].x
+        solved = {"test": solver_codes(problems, problems.test, lam, problem, device)}
+        targets_device = str(solved["test"].x.device)
+        test_targets = solved["test"].x.cpu()
         if cfg.model.target == "solver":
-            solved["train"] = solver_codes(problems, problems.train, lam, problem)
-            train_targets, val_targets = solved["train"].x, test_targets
+            solved["train"] = solver_codes(problems, problems.train, lam, problem, device)
+            train_targets, val_targets = solved["train"].x.cpu(), test_targets
         else:  # the literature's supervised setting
             train_targets, val_targets = problems.train_truth, problems.test_truth
 
@@ -190,8 +199,8 @@ def run(job: Job, plan: None) -> dict[str, Any]:
 
     with timer("compare"):
         references = {"solver": test_targets, **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
-        curves = error_curves(problems, lam, problem.compare_iterations * layers, references)
-        model.to(device_for(cfg.trainer.accelerator)).eval()
+        curves = error_curves(problems, lam, problem.compare_iterations * layers, references, device)
+        model.to(device).eval()
         with torch.no_grad():
             per_layer = model(problems.test.to(model.device), all_layers=True)
         for name, reference in references.items():
@@ -215,6 +224,7 @@ def run(job: Job, plan: None) -> dict[str, Any]:
         "final_val_loss": history[-1].get("val/loss") if history else None,
         "targets_converged": all(r.converged for r in solved.values()),  # FISTA reached target_tol
         "model": job.choices.get("model"), "checkpoint": str(checkpoint),
+        "devices": {"targets": targets_device, "compare": str(model.device)},  # where the stages ran
     }
 
     results["model_artifact"] = tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})

@@ -1,0 +1,38 @@
+"""Every stage runs where the user asked: encoding, scoring, LISTA's targets and comparisons, the deblurring
+solver, also for a model from the cache (Lightning's teardown hands the model back on the CPU). The GPU twin
+runs where there is a CUDA GPU and is skipped, with its reason, elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import QUICK, run_job
+
+ACCELERATORS = [
+    pytest.param("cpu", "cpu", id="cpu"),
+    pytest.param("gpu", "cuda:0", id="gpu", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the GPU twin runs where there is one")),
+]
+ON = {"cpu": ["accelerator=cpu"], "gpu": ["accelerator=gpu"]}
+
+
+@pytest.mark.parametrize("accelerator, device", ACCELERATORS)
+def test_each_stage_of_each_kind_runs_on_the_chosen_device(accelerator, device, tmp_path):
+    on = ON[accelerator]
+    trained = run_job(tmp_path, *QUICK, *on, "reducer=pca", "plots.tsne=false", name="trained").results
+    cached = run_job(tmp_path, *QUICK, *on, "reducer=pca", "plots.tsne=false", name="cached").results
+    assert (trained["cache"], cached["cache"]) == ("miss", "hit")
+    assert trained["devices"] == cached["devices"] == {"encode": device}
+
+    classify = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=1", *on,
+                       name="classify").results
+    assert classify["devices"] == {"score": device}
+
+    lista = run_job(tmp_path, "model=lista", "model.layers=2", "model.problem.rows=20", "model.problem.atoms=40",
+                    "model.problem.train_size=200", "model.problem.test_size=50", "trainer.max_epochs=1", *on,
+                    name="lista").results
+    assert lista["devices"] == {"targets": device, "compare": device}
+
+    deblur = run_job(tmp_path, "task=deblur", "task.size=32", "task.ista_iterations=20", "task.fista_iterations=20",
+                     "task.reference_iterations=0", *on, name="deblur").results
+    assert deblur["devices"] == {"solve": device}
