@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from experiments import jobs
 from experiments.accelerators import check_accelerator
 from experiments.errors import UserError
-from experiments.pipeline import check_ddp
+from experiments.launch import check_ddp
 from experiments.summary import SweepSummary
 
 SMALL = ["data=digits", "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.tsne=false"]
@@ -81,12 +81,25 @@ def test_ddp_gives_each_rank_an_equal_shard_and_only_rank_zero_scores_and_logs(t
     assert run.results["cache"] == "miss" and len(torch.load(run.results["checkpoint"], weights_only=True)["history"]) == 2
 
 
-def test_ddp_is_refused_in_a_multirun_and_for_kinds_that_train_no_encoder():
-    with pytest.raises(UserError, match="accelerator=ddp runs one job at a time.*slurm_gpu"):
-        check_ddp(jobs.load("cluster"), multirun=True)
+def test_ddp_in_a_sweep_only_where_srun_starts_the_ranks_and_never_for_kinds_that_train_no_encoder():
+    cluster = jobs.load("cluster")
     with pytest.raises(UserError, match="task=classify: use accelerator=gpu"):
         check_ddp(jobs.load("classify"), multirun=False)
-    check_ddp(jobs.load("cluster"), multirun=False)
+    check_ddp(cluster, multirun=False)
+
+    def sweep_on(launcher: str, *overrides: str):
+        cfg = compose_config("accelerator=ddp", f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu",
+                             *overrides, hydra_context=True)
+        check_ddp(cluster, True, HydraConfig.get().launcher, cfg.trainer)
+
+    with pytest.raises(UserError, match="needs hydra/launcher=slurm_gpu"):
+        compose_config("accelerator=ddp", "hydra/launcher=joblib", hydra_context=True)
+        check_ddp(cluster, True, HydraConfig.get().launcher, compose_config("accelerator=ddp").trainer)
+    with pytest.raises(UserError, match="tasks_per_node=1 must equal trainer.devices=-1"):
+        sweep_on("slurm_gpu")
+    with pytest.raises(UserError, match="nodes=2 must equal trainer.num_nodes=1"):
+        sweep_on("slurm_gpu", "hydra.launcher.tasks_per_node=4", "trainer.devices=4", "hydra.launcher.nodes=2")
+    sweep_on("slurm_gpu", "hydra.launcher.tasks_per_node=4", "hydra.launcher.gpus_per_node=4", "trainer.devices=4")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU, so accelerator=gpu is valid here")

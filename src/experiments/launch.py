@@ -98,3 +98,25 @@ def limit_threads(hydra_cfg: DictConfig) -> int:
     torch.set_num_threads(threads)
     threadpool_limits(threads)
     return threads
+
+
+def check_ddp(kind: Any, multirun: bool, launcher: Any = None, trainer: Any = None) -> None:
+    """`kind` (an experiments.jobs.JobKind) under DDP: alone, or in a sweep on SLURM where srun starts one process per device (Lightning then starts none:
+    every rank runs this job, and rank_zero_only.rank comes from SLURM_PROCID)."""
+    if kind.ddp_worker is None:
+        raise UserError(f"accelerator=ddp trains the encoders of task=cluster only (autoencoder, ista); "
+                        f"task={kind.name}: use accelerator=gpu")
+    if not multirun:
+        return
+    if "SlurmLauncher" not in str((launcher or {}).get("_target_", "")):
+        raise UserError(
+            "accelerator=ddp in a sweep needs hydra/launcher=slurm_gpu (srun starts each device's process); "
+            "elsewhere Lightning starts them by running the command again, which -m would turn into a new sweep"
+        )
+    tasks, devices = launcher.get("tasks_per_node"), trainer.get("devices")
+    if tasks != devices:
+        raise UserError(f"accelerator=ddp on SLURM: hydra.launcher.tasks_per_node={tasks} must equal "
+                        f"trainer.devices={devices} (srun starts one process per device; set both)")
+    nodes, num_nodes = launcher.get("nodes", 1), trainer.get("num_nodes", 1)
+    if nodes != num_nodes:
+        raise UserError(f"accelerator=ddp on SLURM: hydra.launcher.nodes={nodes} must equal trainer.num_nodes={num_nodes}")

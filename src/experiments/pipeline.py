@@ -23,10 +23,9 @@ from experiments import jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
-from experiments.errors import UserError
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
-from experiments.launch import limit_threads, read_sweep_plan
+from experiments.launch import check_ddp, limit_threads, read_sweep_plan
 from experiments.resume import finished_results, results_key, stable_run_id
 from experiments.tracking import RunIdentity, Tracker, make_logger, sweep_group
 from experiments.training import Job, StageTimer, resolved
@@ -45,7 +44,7 @@ def run(cfg: DictConfig) -> float | None:
     check_accelerator(cfg.trainer)
     ddp = cfg.trainer.get("strategy") == "ddp"
     if ddp:
-        check_ddp(kind, multirun)
+        check_ddp(kind, multirun, hydra_cfg.get("launcher"), cfg.trainer)
     data: ImageDataModule | None = instantiate(cfg.data) if kind.needs_data(cfg) else None
     config_hash = results_key(resolved(cfg), data.source_digest if data is not None else "")
     code = job_code_version(kind, cfg)
@@ -137,17 +136,6 @@ def config_targets(node: Any) -> list[str]:
     if isinstance(node, list):
         return [t for value in node for t in config_targets(value)]
     return []
-
-
-def check_ddp(kind: jobs.JobKind, multirun: bool) -> None:
-    if multirun:
-        raise UserError(
-            "accelerator=ddp runs one job at a time: Lightning starts each GPU's process by running the "
-            "command again, which -m would turn into a new sweep; sweep with hydra/launcher=slurm_gpu instead"
-        )
-    if kind.ddp_worker is None:
-        raise UserError(f"accelerator=ddp trains the encoders of task=cluster only (autoencoder, ista); "
-                        f"task={kind.name}: use accelerator=gpu")
 
 
 def fmt(value: Any) -> str:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from experiments import jobs, plots
 from experiments.errors import UserError
 from experiments.files import atomic_path, write_csv, write_text
-from experiments.launch import check_launcher, sweep_plan, write_sweep_plan
+from experiments.launch import check_ddp, check_launcher, sweep_plan, write_sweep_plan
 from experiments.tracking import RunIdentity, is_wandb, start_wandb_run, sweep_group
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_launcher(config.hydra)
+            if config.trainer.get("strategy") == "ddp":
+                check_ddp(jobs.load(config.task.kind), True, config.hydra.launcher, config.trainer)
         except UserError as e:  # outside the task function: say it in one line here
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
