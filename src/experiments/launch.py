@@ -101,8 +101,8 @@ def limit_threads(hydra_cfg: DictConfig) -> int:
 
 
 def check_ddp(kind: Any, multirun: bool, launcher: Any = None, trainer: Any = None) -> None:
-    """`kind` (an experiments.jobs.JobKind) under DDP: alone, or in a sweep on SLURM where srun starts one process per device (Lightning then starts none:
-    every rank runs this job, and rank_zero_only.rank comes from SLURM_PROCID)."""
+    """`kind` (an experiments.jobs.JobKind) under DDP: alone, or in a sweep on SLURM where srun starts one
+    process per device (Lightning then starts none: every rank runs the job, its rank from SLURM_PROCID)."""
     if kind.ddp_worker is None:
         raise UserError(f"accelerator=ddp trains the encoders of task=cluster only (autoencoder, ista); "
                         f"task={kind.name}: use accelerator=gpu")
