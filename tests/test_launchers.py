@@ -151,3 +151,39 @@ def test_estimators_with_their_own_pools_get_the_jobs_budget(monkeypatch):
     assert tsne.get_params()["n_jobs"] == 3
     chosen = within_thread_budget(instantiate(compose_config("reducer=tsne", "reducer.n_jobs=1").reducer))
     assert chosen.get_params()["n_jobs"] == 1  # a count the user chose is kept
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real local Ray cluster (`ray start --head`), stopped afterwards; yields its address."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    ray = Path(sys.executable).parent / "ray"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 characters
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    f"--temp-dir={temp}", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_runs_a_sweeps_jobs_on_a_real_local_cluster(tmp_path, ray_cluster):
+    sweep = tmp_path / "sweep"
+    run = run_cli(sweep, *SMALL, "model.latent_dim=8,16", "hydra/launcher=ray_cluster",
+                  f"hydra.launcher.ray.init.address={ray_cluster}", multirun=True)
+    assert run.returncode == 0, run.stderr
+    assert "_run_job pid=" in run.stdout + run.stderr, "the jobs ran in Ray's workers"
+    assert sorted(r["Latent Dimension"] for r in summary_rows(sweep)) == ["16", "8"]
+    assert len(list(sweep.glob("wandb/offline-run-*"))) == 3, "a run per job and the summary run"

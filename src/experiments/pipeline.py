@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from experiments import jobs
+from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> float | None:
     """Run one job; return its optimised score (`task.score`, by default its kind's), for sweepers."""
+    console.quiet_library_warnings()  # again here: Ray's and submitit's workers never ran the entry point
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     job_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; so does a caller of run() outside Hydra
