@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUICK, REPO, assert_one_line_error, cli_env, history_keys, run_cli, wandb_records, wandb_summary
+from conftest import (QUICK, REPO, assert_one_line_error, cli_env, compose_config, history_keys, run_cli, wandb_records,
+                      wandb_summary)
 
 from experiments import report
 
@@ -93,18 +94,28 @@ def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
     assert {"summary", "loss_curves_table"} <= {k.split(".")[0] for k in history_keys(summary_run)}
 
 
-def test_an_optuna_search_over_lista_minimises_its_code_error(tmp_path):
-    sweep = tmp_path / "sweep"
-    run = run_cli(sweep, "+sweep=search_lista", "hydra.sweeper.n_trials=3", "model.layers=2", "model.problem.rows=30",
-                  "model.problem.atoms=60", "model.problem.train_size=300", "model.problem.test_size=50",
-                  "trainer.max_epochs=2", "logger=none", multirun=True, dash_m=False)
+def test_an_optuna_search_over_lista_minimises_its_code_error_and_run_again_goes_on_with_its_study(tmp_path):
+    import optuna
+
+    sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    search = ["+sweep=search_lista", "model.layers=2", "model.problem.rows=30", "model.problem.atoms=60",
+              "model.problem.train_size=300", "model.problem.test_size=50", "trainer.max_epochs=2", "logger=none",
+              f"hydra.sweeper.storage={storage}"]
+    run = run_cli(sweep, *search, "hydra.sweeper.n_trials=2", multirun=True, dash_m=False)
     assert run.returncode == 0, run.stderr
     assert "Directions: ['minimize']" in run.stdout
     rows = read_csv(sweep / "summary.csv")
     errors = [float(r["LISTA NMSE (dB)"]) for r in rows]
-    assert len(rows) == 3 and errors == sorted(errors), "lowest error first"
+    assert len(rows) == 2 and errors == sorted(errors), "lowest error first"
     optimization = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert optimization["best_value"] == pytest.approx(min(errors), abs=1e-4), "Optuna kept the lowest NMSE"
+
+    again = run_cli(sweep, *search, "hydra.sweeper.n_trials=3", multirun=True, dash_m=False)  # 3 in all: one more
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="search_lista", storage=storage)
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE"] * 3
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]  # the new job is #2
+    assert len(read_csv(sweep / "summary.csv")) == 3
 
 
 def test_a_deblurring_sweep_over_lam_ranks_the_psnrs(tmp_path):
@@ -121,8 +132,21 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_training_or_wandb(tmp_path)
     run = run_cli(tmp_path / "run", *QUICK, "reducer=pca", "reducer.n_components=64")
     assert_one_line_error(run, "reducer.n_components=64", "use 1..32")
     assert not (tmp_path / "run" / "wandb").exists() and not (tmp_path / "cache").exists()
-    traced = run_cli(tmp_path / "traced", *QUICK, "model.latent_dim=0", env={"HYDRA_FULL_ERROR": "1"})
-    assert traced.returncode != 0 and "Traceback" in traced.stderr and "UserError" in traced.stderr
+
+
+def test_hydra_full_error_shows_the_whole_traceback_instead_of_one_line(tmp_path, monkeypatch):
+    from hydra.errors import InstantiationException
+
+    from experiments.__main__ import main
+
+    cfg = compose_config(*QUICK, "model.latent_dim=0", job_dir=tmp_path / "job")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(InstantiationException, match="model.latent_dim must be at least 1"):
+        main.__wrapped__(cfg)  # the entry point's body, in this process
+    monkeypatch.delenv("HYDRA_FULL_ERROR")
+    with pytest.raises(SystemExit) as stopped:
+        main.__wrapped__(cfg)
+    assert stopped.value.code == 2
 
 
 def test_help_lists_the_groups_names_the_app_and_imports_no_torch(tmp_path):

@@ -178,3 +178,10 @@ def test_the_gram_form_needs_a_matrix():
     A, b = problem()
     with pytest.raises(UserError, match="needs A as a matrix"):
         lasso_gram(MatrixOperator(A), b, 0.1, tol=1e-6)
+
+
+def test_short_work_draws_no_progress_bar(capsys):
+    A, b = problem(k=4)
+    solve(A, b, 0.1 * lam_max(A, b), tol=0, max_iter=200, progress="FISTA")  # far below the bar's 2 s delay
+    lasso_gram(A, b, 0.1 * lam_max(A, b), tol=1e-6, progress="FISTA")
+    assert capsys.readouterr().err == ""

@@ -109,23 +109,6 @@ def test_asking_for_a_gpu_that_is_not_there_is_refused(accelerator):
         check_accelerator(compose_config(f"accelerator={accelerator}").trainer)
 
 
-@pytest.mark.slow
-def test_an_optuna_search_run_again_goes_on_with_its_sqlite_study(tmp_path):
-    import optuna
-
-    sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
-    search = ["+sweep=search", *SMALL, "data.fit_limit=300", "data.eval_limit=200", "logger=none",
-              f"hydra.sweeper.storage={storage}"]
-    first = run_cli(sweep, *search, "hydra.sweeper.n_trials=2", multirun=True)
-    assert first.returncode == 0, first.stderr
-    again = run_cli(sweep, *search, "hydra.sweeper.n_trials=3", multirun=True)  # 3 in all: one more
-    assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="search", storage=storage)
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE"] * 3
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]  # the new job is #2
-    assert len(summary_rows(sweep)) == 3
-
-
 def test_the_thread_budget_comes_from_the_cpus_this_process_may_use(monkeypatch):
     from experiments.launch import threads_per_job
 

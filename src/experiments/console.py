@@ -44,6 +44,7 @@ def quiet(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
 
 
 PROGRESS_DELAY_S = 2.0  # a bar shows once the work has taken this long: short runs stay quiet
+# (postfixes are set with refresh=False: a refresh would draw the bar before the delay)
 
 
 def progress_bar(total: int, description: str, enabled: bool = True) -> Any:

@@ -164,7 +164,7 @@ def solve(
         gap = float(relative_gap.max()) if relative_gap is not None else change
         bar.update()
         if progress is not None and iteration % 50 == 0:
-            bar.set_postfix(objective=f"{history[-1]:.6g}")
+            bar.set_postfix(objective=f"{history[-1]:.6g}", refresh=False)
         if tol > 0 and gap <= tol:
             converged = True
             break
@@ -285,7 +285,7 @@ def lasso_gram(
             if done.any():
                 keep = ~done
                 active, x, y, t, c, bb = active[keep], x[:, keep], y[:, keep], t[keep], c[:, keep], bb[keep]
-                bar.set_postfix(columns_left=len(active))
+                bar.set_postfix(columns_left=len(active), refresh=False)
             if len(active) == 0:
                 converged = True
                 break

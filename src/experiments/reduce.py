@@ -51,7 +51,7 @@ class KLProgress:
 
     def __call__(self, iteration: int, error: float, embedding: object) -> bool:
         self.bar.update(self.EVERY)
-        self.bar.set_postfix(KL=f"{error:.3f}")
+        self.bar.set_postfix(KL=f"{error:.3f}", refresh=False)
         return False  # go on
 
 

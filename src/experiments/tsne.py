@@ -158,7 +158,7 @@ class ExactTSNE(TSNEBase):
             Y = Y + update
             bar.update()
             if self.verbose and (iteration + 1) % self.KL_EVERY == 0:
-                bar.set_postfix(KL=f"{kl_divergence(P, Y, self.chunk_size):.3f}")
+                bar.set_postfix(KL=f"{kl_divergence(P, Y, self.chunk_size):.3f}", refresh=False)
         bar.close()
         self.kl_divergence_ = kl_divergence(P, Y, self.chunk_size)
         log.info("tsne_exact: %d iterations, KL %.4f", self.n_iter, self.kl_divergence_)
