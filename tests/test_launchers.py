@@ -164,9 +164,10 @@ def ray_cluster():
 @pytest.mark.slow
 def test_ray_runs_a_sweeps_jobs_on_a_real_local_cluster(tmp_path, ray_cluster):
     sweep = tmp_path / "sweep"
-    run = run_cli(sweep, *SMALL, "model.latent_dim=8,16", "hydra/launcher=ray_cluster",
+    run = run_cli(sweep, *SMALL, "model.latent_dim=8,16", "hydra/launcher=ray_cluster", "logger=none",
                   f"hydra.launcher.ray.init.address={ray_cluster}", multirun=True)
     assert run.returncode == 0, run.stderr
     assert "_run_job pid=" in run.stdout + run.stderr, "the jobs ran in Ray's workers"
     assert sorted(r["Latent Dimension"] for r in summary_rows(sweep)) == ["16", "8"]
-    assert len(list(sweep.glob("wandb/offline-run-*"))) == 3, "a run per job and the summary run"
+    assert all("threads per job: 1" in (sweep / str(i) / "experiments.log").read_text() for i in (0, 1)), \
+        "Ray's num_cpus=1 per job is the job's thread budget"

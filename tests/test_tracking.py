@@ -86,8 +86,9 @@ def test_the_classifier_logs_its_predictions_and_w_and_bs_own_confusion_matrix(t
 
 @pytest.fixture
 def bars_at_once(monkeypatch):
-    """Progress bars show after 2 s of work; these tests' work is shorter."""
+    """Progress bars show after 2 s of work, redrawn every 0.1 s; these tests' work is shorter."""
     monkeypatch.setattr(console, "PROGRESS_DELAY_S", 0.0)
+    monkeypatch.setattr(console, "PROGRESS_REFRESH_S", 0.0)
 
 
 def test_tsne_shows_a_progress_bar_with_the_current_kl(bars_at_once, capsys):

@@ -44,12 +44,13 @@ def quiet(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
 
 
 PROGRESS_DELAY_S = 2.0  # a bar shows once the work has taken this long: short runs stay quiet
-# (postfixes are set with refresh=False: a refresh would draw the bar before the delay)
+PROGRESS_REFRESH_S = 0.1  # and is redrawn, with its postfix (set with refresh=False: a refresh would draw
+#                           the bar before the delay), at most this often
 
 
 def progress_bar(total: int, description: str, enabled: bool = True) -> Any:
     """A tqdm bar for long work (t-SNE, FISTA)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, disable=not enabled, delay=PROGRESS_DELAY_S, leave=False,
-                dynamic_ncols=True)
+    return tqdm(total=total, desc=description, disable=not enabled, delay=PROGRESS_DELAY_S,
+                mininterval=PROGRESS_REFRESH_S, leave=False, dynamic_ncols=True)
