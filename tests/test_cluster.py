@@ -89,10 +89,19 @@ def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
     assert job.results["acc"] > 0.6 and job.results["tsne_kl"] > 0
 
 
+def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path):
+    job = run_job(tmp_path, *QUICK, "+recipe=n2d", "trainer.max_epochs=30", "reducer.n_epochs=100", "logger=none")
+    results = job.results
+    assert (results["model"], results["reducer"], results["clusterer"]) == ("dense_autoencoder", "umap", "gmm")
+    assert results["latent_dim"] == 10 and results["reduced_dim"] == 10
+    assert results["acc"] > 0.5  # ten digit classes: chance is 0.1
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (["model.latent_dim=0"], "model.latent_dim must be at least 1"),
+        (["reducer=umap", "reducer.n_neighbors=1"], "reducer.n_neighbors=1 must be at least 2"),
         (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* dimension 32 .* use 1..32"),
         (["reducer=pca", "reducer.n_components=600", "model.latent_dim=1000", "data.eval_limit=500"], "use 1..500"),
         (["reducer=tsne_exact", "reducer.n_components=0"], "n_components"),

@@ -14,7 +14,7 @@ from experiments import jobs
 from experiments.jobs import cluster
 from experiments.tracking import RunIdentity, make_logger
 
-GROUPS = ["data", "task", "model", "reducer", "clusterer", "accelerator", "logger", "trainer"]
+GROUPS = ["data", "task", "model", "reducer", "clusterer", "accelerator", "logger", "trainer", "recipe"]
 
 
 def options(group: str) -> list[str]:
@@ -26,7 +26,7 @@ ALL = [(group, option) for group in GROUPS for option in options(group)]
 
 @pytest.mark.parametrize("group, option", ALL, ids=[f"{g}={o}" for g, o in ALL])
 def test_every_option_composes_with_a_comment_on_every_key(group, option):
-    cfg = compose_config(f"{group}={option}")
+    cfg = compose_config(f"{'+' if group == 'recipe' else ''}{group}={option}")  # recipes are added, not chosen
     assert OmegaConf.to_container(cfg, resolve=True)
     source = (CONF / group / f"{option}.yaml").read_text().splitlines()
     keys = [line for line in source if line and not line.startswith("#") and ":" in line
@@ -41,7 +41,7 @@ def test_every_data_option_builds_without_reading_files(option, tmp_path):
     assert module.fit_images is None, "constructors do no I/O; setup() loads"
 
 
-@pytest.mark.parametrize("model", ["autoencoder", "ista"])
+@pytest.mark.parametrize("model", ["autoencoder", "dense_autoencoder", "ista"])
 @pytest.mark.parametrize("reducer", options("reducer"))
 @pytest.mark.parametrize("clusterer", options("clusterer"))
 def test_every_encoder_reducer_and_clusterer_builds_through_the_cluster_check(model, reducer, clusterer):

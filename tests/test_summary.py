@@ -54,3 +54,46 @@ def test_a_sweep_of_two_kinds_gets_a_table_each(tmp_path):
     tables = write_summary(tmp_path)
     assert [t.kind.name for t in tables] == ["classify", "cluster"]
     assert (tmp_path / "summary-classify.csv").exists() and (tmp_path / "summary-cluster.md").exists()
+
+
+def write_jobs(sweep, jobs_results):
+    for job, results in enumerate(jobs_results):
+        (sweep / str(job)).mkdir(parents=True)
+        (sweep / str(job) / "results.json").write_text(json.dumps(
+            {"kind": "cluster", "score": "public_score", "score_direction": "max", "seconds": {"fit": 10.0}, **results}))
+
+
+def test_a_sweep_over_seeds_reports_mean_and_spread_per_configuration_best_mean_first(tmp_path):
+    import csv
+
+    from experiments import report
+
+    accs = {"model=dense_autoencoder": [0.70, 0.74, 0.72], "model=autoencoder": [0.60, 0.58, 0.62]}
+    write_jobs(tmp_path, [
+        {"overrides": [recipe, f"seed={seed}"], "seed": seed, "public_score": acc, "acc": acc, "nmi": acc - 0.1}
+        for recipe, values in accs.items() for seed, acc in enumerate(values)])
+    write_summary(tmp_path)
+    with open(tmp_path / "summary_by_seed.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["configuration"] for r in rows] == ["model=dense_autoencoder", "model=autoencoder"]  # best mean first
+    best = rows[0]
+    assert best["n_seeds"] == "3" and best["seeds"] == "0 1 2" and float(best["seconds_per_seed"]) == 10.0
+    assert float(best["acc_mean"]) == pytest.approx(0.72) and float(best["acc_std"]) == pytest.approx(0.02)
+    assert float(best["nmi_mean"]) == pytest.approx(0.62)
+    assert list(rows[0])[:4] == ["configuration", "n_seeds", "public_score_mean", "public_score_std"]
+    assert "| model=autoencoder | 3 |" in (tmp_path / "summary_by_seed.md").read_text()
+
+    (tmp_path / "summary_by_seed.csv").unlink()
+    assert report.main([str(tmp_path)]) == 0 and (tmp_path / "summary_by_seed.csv").exists(), "the report rebuilds it"
+
+
+def test_one_seed_has_no_seed_table_and_a_lone_seed_no_spread(tmp_path):
+    write_jobs(tmp_path / "one", [{"overrides": [f"model.latent_dim={d}"], "seed": 0, "public_score": 0.5}
+                                  for d in (8, 16)])
+    write_summary(tmp_path / "one")
+    assert not (tmp_path / "one" / "summary_by_seed.csv").exists()
+    write_jobs(tmp_path / "two", [{"overrides": ["seed=0"], "seed": 0, "public_score": 0.5},
+                                  {"overrides": ["seed=1", "model.latent_dim=8"], "seed": 1, "public_score": 0.6}])
+    write_summary(tmp_path / "two")
+    rows = (tmp_path / "two" / "summary_by_seed.csv").read_text().splitlines()
+    assert rows[1].startswith("model.latent_dim=8,1,0.6,,") and rows[2].startswith("defaults,1,0.5,,")

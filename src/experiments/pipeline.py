@@ -82,6 +82,7 @@ def run(cfg: DictConfig) -> float | None:
     try:
         results = kind.run(job, plan)
         results |= {"kind": kind.name, "score": score, "score_direction": direction, "seconds": timer.seconds,
+                    "seed": cfg.seed, "overrides": list(hydra_cfg.overrides.task),  # the seed table groups by these
                     "config_hash": config_hash, "code_version": code, "wandb_dir": tracker.wandb_dir}
         tracker.log_summary(results)
         write_json(job_dir / "results.json", results)

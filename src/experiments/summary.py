@@ -93,7 +93,9 @@ class Table:
         direction = results[0].get("score_direction") or kind.scores.get(self.score, jobs.MAX)
         self.columns = columns_for(kind, self.score)
         self.names = [name for name, _ in self.columns]
-        self.rows = summary_rows(results, self.columns, lower_is_better=direction == jobs.MIN)
+        self.lower_is_better = direction == jobs.MIN
+        self.rows = summary_rows(results, self.columns, self.lower_is_better)
+        self.by_seed: SeedTable | None = None  # set by write_summary for a sweep over seeds
 
 
 def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
@@ -103,13 +105,64 @@ def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
     return [Table(jobs.load(name), group) for name, group in sorted(by_kind.items())]
 
 
+def configuration(r: dict[str, Any]) -> str:
+    """A job's command-line settings but its seed: the jobs that differ only by seed share it."""
+    kept = [o for o in r.get("overrides", []) if o.split("=", 1)[0].lstrip("+~") != "seed"]
+    return " ".join(sorted(kept)) or "defaults"
+
+
+class SeedTable:
+    """One row per configuration of a sweep that varies the seed: the mean and the standard deviation (over
+    seeds, ddof=1; none for one seed) of each of the kind's scores, the seeds, and the seconds per seed."""
+
+    def __init__(self, table: Table) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in table.results:
+            groups.setdefault(configuration(r), []).append(r)
+        scores = [s for s in table.kind.scores if any(not is_missing(r.get(s)) for r in table.results)]
+        scores.sort(key=lambda s: s != table.score)  # the optimised score first
+        self.names = ["configuration", "n_seeds"] + [f"{s}_{stat}" for s in scores for stat in ("mean", "std")]
+        self.names += ["seconds_per_seed", "seeds"]
+        rows = []
+        for name, group in groups.items():
+            row: list[Any] = [name, len(group)]
+            for s in scores:
+                values = [r[s] for r in group if not is_missing(r.get(s))]
+                row += [cell(mean(values)), cell(std(values))]
+            seconds = [sum(r.get("seconds", {}).values()) for r in group]
+            seeds = sorted(r.get("seed") for r in group if r.get("seed") is not None)
+            rows.append(row + [round(mean(seconds), 1), " ".join(map(str, seeds))])
+        sign = 1.0 if table.lower_is_better else -1.0
+        self.rows = sorted(rows, key=lambda row: (True, 0.0) if is_missing(row[2]) else (False, sign * row[2]))
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def std(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def varies_seed(results: list[dict[str, Any]]) -> bool:
+    return len({r.get("seed") for r in results}) > 1
+
+
 def write_summary(sweep_dir: Path) -> list[Table]:
-    """Write summary.csv, summary.md and plots/scores.png (and, for trained models, plots/loss_curves.png)."""
+    """Write summary.csv, summary.md and plots/scores.png (and, for trained models, plots/loss_curves.png);
+    for a sweep over seeds, also summary_by_seed.csv and .md."""
     tables = sweep_tables(collect_results(sweep_dir))
     for table in tables:
         suffix = "" if len(tables) == 1 else f"-{table.kind.name}"
         write_csv(sweep_dir / f"summary{suffix}.csv", table.names, table.rows)
         write_text(sweep_dir / f"summary{suffix}.md", markdown_table(table.names, table.rows))
+        if varies_seed(table.results):
+            by_seed = table.by_seed = SeedTable(table)
+            write_csv(sweep_dir / f"summary_by_seed{suffix}.csv", by_seed.names, by_seed.rows)
+            write_text(sweep_dir / f"summary_by_seed{suffix}.md", markdown_table(by_seed.names, by_seed.rows))
         labels = [" ".join(f"{row[table.names.index(n)]}" for n in table.kind.labelled_by) + f" (job {row[-1]})"
                   for row in table.rows]
         save_figure(sweep_dir / "plots" / f"scores{suffix}.png",
@@ -157,6 +210,9 @@ class SweepSummary(Callback):
             name = "summary" if len(tables) == 1 else f"summary-{table.kind.name}"
             run.log({name: wandb.Table(columns=table.names,
                                        data=[[str(v) if isinstance(v, list) else v for v in row] for row in table.rows])})
+            if table.by_seed is not None:
+                run.log({name.replace("summary", "summary_by_seed"): wandb.Table(columns=table.by_seed.names,
+                                                                                 data=table.by_seed.rows)})
         with_curves = [r for t in tables for r in t.results if r.get("curves")]
         if with_curves:  # every job's eval loss per epoch in one W&B chart
             run.log({"loss_curves": wandb.plot.line_series(

@@ -51,13 +51,16 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     assert data is not None
     if not callable(getattr(get_class(cfg.model._target_), "encode", None)):
         raise UserError(f"task=cluster clusters an encoder's codes, and {cfg.model._target_} has no encode(); "
-                        "use model=autoencoder or model=ista (model=mlp: task=classify)")
+                        "use model=autoencoder, dense_autoencoder or ista (model=mlp: task=classify)")
     model = encoder_for(cfg, data)
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     reducer = within_thread_budget(instantiate(cfg.reducer))
     check_estimator("reducer", reducer)
     check_n_components(reducer, n_eval, int(model.hparams.latent_dim))
+    n_neighbors = getattr(reducer, "n_neighbors", None)  # UMAP's neighbourhoods
+    if isinstance(n_neighbors, int) and not 2 <= n_neighbors < n_eval:
+        raise UserError(f"reducer.n_neighbors={n_neighbors} must be at least 2 and below the {n_eval} eval images")
     perplexity = getattr(reducer, "perplexity", None)
     if isinstance(perplexity, (int, float)):
         try:
@@ -100,9 +103,10 @@ def within_thread_budget(estimator: Any) -> Any:
 
 
 def check_estimator(setting: str, estimator: Any) -> None:
-    """scikit-learn's own validation of an estimator's parameters (types and ranges), without fitting it."""
+    """scikit-learn's own validation of an estimator's parameters (types and ranges), without fitting it, for
+    the estimators that declare them (umap-learn's UMAP validates only when it fits)."""
     validate = getattr(estimator, "_validate_params", None)
-    if callable(validate):
+    if callable(validate) and hasattr(estimator, "_parameter_constraints"):
         try:
             validate()
         except (ValueError, TypeError) as e:  # sklearn's InvalidParameterError is both
