@@ -18,7 +18,35 @@ def encoder_sizes(size: int, n_layers: int, kernel: int, stride: int, padding: i
     return sizes
 
 
-class ConvAutoencoder(pl.LightningModule):
+class Autoencoder(pl.LightningModule):
+    """What every autoencoder here shares: `self.encoder` to a code, `self.decoder` back to the images, trained
+    on the pixels' MSE by Adam (`lr`, `weight_decay` in its hyperparameters). Subclasses build the two."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Reconstruct the images."""
+        return self.decoder(self.encoder(images))
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images = batch[0]  # labels, where the data has them, are not used
+        loss = nn.functional.mse_loss(self(images), images)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        images = batch[0]
+        self.log("val/recon_mse", nn.functional.mse_loss(self(images), images), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+class ConvAutoencoder(Autoencoder):
     """Strided convolutions down to a `latent_dim` code, transposed convolutions back to the input's shape.
 
     The decoder mirrors the encoder; each transposed convolution's output_padding is chosen from the
@@ -79,23 +107,3 @@ class ConvAutoencoder(pl.LightningModule):
             last = c_out == in_channels and step == 1
             decoder += [nn.Sigmoid()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
         self.decoder = nn.Sequential(*decoder)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Reconstruct the images."""
-        return self.decoder(self.encoder(images))
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        images = batch[0]  # labels, where the data has them, are not used
-        loss = nn.functional.mse_loss(self(images), images)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        return loss
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        images = batch[0]
-        self.log("val/recon_mse", nn.functional.mse_loss(self(images), images), prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -4,15 +4,15 @@ flattened image; the code is the last encoder layer's output, without an activat
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
-import pytorch_lightning as pl
-import torch
 from torch import nn
 
 from experiments.errors import UserError
+from experiments.models.autoencoder import Autoencoder
 
 
-class DenseAutoencoder(pl.LightningModule):
+class DenseAutoencoder(Autoencoder):
     """Flattened images -> `hidden` ReLU layers -> a `latent_dim` code -> the same layers reversed -> pixels.
 
     N2D trains it with MSE and Adam; its code has as many dimensions as the data has classes (10)."""
@@ -35,32 +35,12 @@ class DenseAutoencoder(pl.LightningModule):
         pixels = math.prod(self.image_shape)
         sizes = (pixels, *hidden)
         encoder: list[nn.Module] = [nn.Flatten()]
-        for n_in, n_out in zip(sizes, sizes[1:]):
+        for n_in, n_out in pairwise(sizes):
             encoder += [nn.Linear(n_in, n_out), nn.ReLU()]
         self.encoder = nn.Sequential(*encoder, nn.Linear(sizes[-1], latent_dim))
         back = (latent_dim, *reversed(hidden))
         decoder: list[nn.Module] = []
-        for n_in, n_out in zip(back, back[1:]):
+        for n_in, n_out in pairwise(back):
             decoder += [nn.Linear(n_in, n_out), nn.ReLU()]
         # Pixels lie in [0, 1]: a sigmoid output, as the convolutional autoencoder has.
         self.decoder = nn.Sequential(*decoder, nn.Linear(back[-1], pixels), nn.Sigmoid(), nn.Unflatten(1, self.image_shape))
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Reconstruct the images."""
-        return self.decoder(self.encoder(images))
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        images = batch[0]  # labels, where the data has them, are not used
-        loss = nn.functional.mse_loss(self(images), images)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        return loss
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        images = batch[0]
-        self.log("val/recon_mse", nn.functional.mse_loss(self(images), images), prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
