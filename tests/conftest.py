@@ -75,9 +75,12 @@ class Job:
 
 
 def run_job(tmp_path: Path, *overrides: str, name: str = "run", cache: Path | None = None) -> Job:
-    """One job through `pipeline.run`, in this process, in `tmp_path/name`, its cache in `tmp_path/cache`."""
+    """One job through `pipeline.run`, in this process, in `tmp_path/name`, its cache in `tmp_path/cache`.
+    Without Lightning's progress bar: drawing it is a good share of a small job's time (the end-to-end tests
+    keep it, as a user has it)."""
     job_dir = tmp_path / name
-    cfg = compose_config(f"cache_dir={cache or tmp_path / 'cache'}", *overrides, job_dir=job_dir)
+    cfg = compose_config(f"cache_dir={cache or tmp_path / 'cache'}", "trainer.enable_progress_bar=false", *overrides,
+                         job_dir=job_dir)
     return Job(job_dir, pipeline.run(cfg))
 
 

@@ -111,6 +111,9 @@ def test_the_sweep_plan_counts_the_jobs_and_names_what_varies():
         hydra_cfg = compose("config", overrides=["+sweep=latent_dims"], return_hydra_config=True).hydra
         hydra_cfg.overrides.task.append("model.lr=0.1,0.2")  # on the command line of a multirun
         assert sweep_plan(hydra_cfg) == {"jobs": 20, "swept": ["sweep/latent_dims", "model.lr"]}
+        n2d = compose("config", overrides=["+sweep=n2d"], return_hydra_config=True).hydra
+        n2d.overrides.task.append("seed=0,1,2")  # narrows the sweep's seeds 0-4
+        assert sweep_plan(n2d) == {"jobs": 3 * len(list((CONF / "recipe").glob("*.yaml"))), "swept": ["recipe", "seed"]}
     compose_config("+sweep=search", "hydra.sweeper.n_trials=7", hydra_context=True)
     assert sweep_plan(HydraConfig.get()) == {"jobs": 7, "swept": ["model.latent_dim", "model.lr",
                                                                    "reducer.n_components", "clusterer"]}

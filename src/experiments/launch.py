@@ -48,7 +48,8 @@ def sweep_plan(hydra_cfg: DictConfig) -> dict[str, Any]:
             [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg.overrides.task))
         batches = BasicSweeper.split_arguments(overrides, None)
         return {"jobs": sum(len(batch) for batch in batches),
-                "swept": [o.key_or_group for o in overrides if o.is_sweep_override()]}
+                "swept": list(dict.fromkeys(o.key_or_group for o in overrides if o.is_sweep_override()))}  # once each
+        # (a key swept by the sweep config and again on the command line: the command line's values win)
     return {"jobs": sweeper.get("n_trials"), "swept": [key.lstrip("+~") for key in params]}
 
 
