@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 
-import optuna
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
 
 
 class ContinuingOptunaSweeper(OptunaSweeper):
     def sweep(self, arguments: list[str]) -> None:
+        import optuna  # here, not at the top: Hydra imports every plugin module for --help and config errors
+        from optuna.trial import TrialState
+
         impl = self.sweeper
         if impl.storage:
             try:
