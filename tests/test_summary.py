@@ -70,12 +70,14 @@ def test_a_sweep_over_seeds_reports_mean_and_spread_per_configuration_best_mean_
 
     accs = {"model=dense_autoencoder": [0.70, 0.74, 0.72], "model=autoencoder": [0.60, 0.58, 0.62]}
     write_jobs(tmp_path, [
-        {"overrides": [recipe, f"seed={seed}"], "seed": seed, "public_score": acc, "acc": acc, "nmi": acc - 0.1}
+        {"overrides": ["+sweep=n2d", recipe, f"seed={seed}"], "seed": seed, "public_score": acc, "acc": acc,
+         "nmi": acc - 0.1}
         for recipe, values in accs.items() for seed, acc in enumerate(values)])
     write_summary(tmp_path)
     with open(tmp_path / "summary_by_seed.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["configuration"] for r in rows] == ["model=dense_autoencoder", "model=autoencoder"]  # best mean first
+    # best mean first; named by what differs (not +sweep=n2d, which every job shares)
+    assert [r["configuration"] for r in rows] == ["model=dense_autoencoder", "model=autoencoder"]
     best = rows[0]
     assert best["n_seeds"] == "3" and best["seeds"] == "0 1 2" and float(best["seconds_per_seed"]) == 10.0
     assert float(best["acc_mean"]) == pytest.approx(0.72) and float(best["acc_std"]) == pytest.approx(0.02)

@@ -105,9 +105,10 @@ def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
     return [Table(jobs.load(name), group) for name, group in sorted(by_kind.items())]
 
 
-def configuration(r: dict[str, Any]) -> str:
-    """A job's command-line settings but its seed: the jobs that differ only by seed share it."""
-    kept = [o for o in r.get("overrides", []) if o.split("=", 1)[0].lstrip("+~") != "seed"]
+def configuration(r: dict[str, Any], common: set[str]) -> str:
+    """A job's command-line settings but its seed and those every job of the sweep shares: the jobs that
+    differ only by seed share it."""
+    kept = [o for o in r.get("overrides", []) if o not in common and o.split("=", 1)[0].lstrip("+~") != "seed"]
     return " ".join(sorted(kept)) or "defaults"
 
 
@@ -117,8 +118,9 @@ class SeedTable:
 
     def __init__(self, table: Table) -> None:
         groups: dict[str, list[dict[str, Any]]] = {}
+        common = set.intersection(*(set(r.get("overrides", [])) for r in table.results))
         for r in table.results:
-            groups.setdefault(configuration(r), []).append(r)
+            groups.setdefault(configuration(r, common), []).append(r)
         scores = [s for s in table.kind.scores if any(not is_missing(r.get(s)) for r in table.results)]
         scores.sort(key=lambda s: s != table.score)  # the optimised score first
         self.names = ["configuration", "n_seeds"] + [f"{s}_{stat}" for s in scores for stat in ("mean", "std")]
