@@ -90,8 +90,8 @@ def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
 
 
 def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path):
-    job = run_job(tmp_path, *QUICK, "+recipe=n2d", "model.hidden=[128,128,256]", "trainer.max_epochs=15",
-                  "reducer.n_epochs=50", "logger=none", "data.eval_limit=300", "plots.reconstructions=2")
+    job = run_job(tmp_path, *QUICK, "+recipe=n2d", "model.hidden=[128,128,256]", "trainer.max_epochs=12",
+                  "reducer.n_epochs=30", "logger=none", "data.eval_limit=300", "plots.reconstructions=2")
     results = job.results
     assert (results["model"], results["reducer"], results["clusterer"]) == ("dense_autoencoder", "umap", "gmm")
     assert results["latent_dim"] == 10 and results["reduced_dim"] == 10
