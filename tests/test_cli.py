@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (QUICK, REPO, assert_one_line_error, cli_env, compose_config, history_keys, run_cli, wandb_records,
-                      wandb_summary)
+from conftest import (
+    QUICK,
+    REPO,
+    assert_one_line_error,
+    cli_env,
+    compose_config,
+    history_keys,
+    run_cli,
+    wandb_records,
+    wandb_summary,
+)
 
 from experiments import report
 
