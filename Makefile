@@ -15,6 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# What only the tests need: pytest and its plugins, and the Ray launcher (its test starts a local cluster).
+# Kept out of `make run`: Ray's launcher configs alone make Hydra's --help 0.7 s slower.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -35,7 +41,7 @@ run: install
 	$(PY) -m experiments
 
 # Tests on every core (pytest-xdist), each worker single-threaded; line coverage of src/ printed at the end.
-test: install
+test: install $(VENV)/.installed-test
 	$(PY) -m pytest -q -n auto --dist worksteal --cov --cov-report=term
 
 sweep: install

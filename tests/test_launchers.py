@@ -146,6 +146,8 @@ def ray_cluster():
     import tempfile
     from pathlib import Path
 
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher",
+                        reason="the Ray launcher is the `ray` extra (make test installs it)")
     ray = Path(sys.executable).parent / "ray"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
