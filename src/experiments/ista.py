@@ -67,13 +67,20 @@ def objective_and_gap(
     The dual point is theta = r / max(1, ||A^T r||_inf / lam).
     """
     r = b - (A(x) if Ax is None else Ax)
-    primal = 0.5 * (r * r).sum(0) + lam * x.abs().sum(0)
+    r_sq = (r * r).sum(0)
+    primal = 0.5 * r_sq + lam * x.abs().sum(0)
     if not with_gap:
         return primal, None
-    scale = torch.clamp(A.adjoint(r).abs().amax(0) / lam, min=1.0) if lam > 0 else torch.ones_like(primal)
-    theta = r / scale
-    dual = (b * theta).sum(0) - 0.5 * (theta * theta).sum(0)
-    return primal, (primal - dual) / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
+    return primal, relative_gap(primal, (b * r).sum(0), r_sq, A.adjoint(r).abs().amax(0), lam)
+
+
+def relative_gap(primal: torch.Tensor, b_dot_r: torch.Tensor, r_sq: torch.Tensor, correlation: torch.Tensor,
+                 lam: float) -> torch.Tensor:
+    """(F - D) / F per column at the dual point theta = r / max(1, ||A^T r||_inf / lam), from the residual's
+    b.r, ||r||^2 and ||A^T r||_inf (`correlation`): D(theta) = b.theta - ||theta||^2 / 2."""
+    scale = torch.clamp(correlation / lam, min=1.0) if lam > 0 else torch.ones_like(primal)
+    dual = b_dot_r / scale - 0.5 * r_sq / (scale * scale)
+    return (primal - dual) / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
 
 
 def lipschitz_constant(A: LinearOperator, n: int, like: torch.Tensor, iterations: int = 100) -> float:
@@ -302,11 +309,9 @@ def gram_objective_and_gap(
     G: torch.Tensor, c: torch.Tensor, b_sq: torch.Tensor, x: torch.Tensor, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """F and the relative duality gap per column from G = A^T A, c = A^T b and ||b||^2 (as objective_and_gap,
-    without forming the residual: ||r||^2 = ||b||^2 - 2 c.x + x.Gx and A^T r = c - G x)."""
+    without forming the residual: b.r = ||b||^2 - c.x, ||r||^2 = ||b||^2 - 2 c.x + x.Gx, A^T r = c - G x)."""
     Gx = G @ x
     cx = (c * x).sum(0)
     r_sq = torch.clamp(b_sq - 2 * cx + (x * Gx).sum(0), min=0)
     primal = 0.5 * r_sq + lam * x.abs().sum(0)
-    scale = torch.clamp((c - Gx).abs().amax(0) / lam, min=1.0) if lam > 0 else torch.ones_like(primal)
-    dual = (b_sq - cx) / scale - 0.5 * r_sq / (scale * scale)
-    return primal, (primal - dual) / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
+    return primal, relative_gap(primal, b_sq - cx, r_sq, (c - Gx).abs().amax(0), lam)
