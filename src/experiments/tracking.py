@@ -56,19 +56,19 @@ class WandbRunLogger(WandbLogger):
 
     def __init__(self, experiment: Any, **kwargs: Any) -> None:
         super().__init__(experiment=experiment, **kwargs)
-        self._defined: set[str] = set()
+        self._declared: set[str] = set()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        define_summaries(self.experiment, metrics, self._defined)
+        self.declare(metrics)
         super().log_metrics(metrics, step)
 
-
-def define_summaries(run: Any, names: Any, defined: set[str]) -> None:
-    for name in names:
-        if name not in defined:
-            defined.add(name)
-            if (summary := best_of(name)) is not None:
-                run.define_metric(name, summary=summary)
+    def declare(self, names: Any) -> None:
+        """`define_metric` with the best value's direction for each name not seen before."""
+        for name in names:
+            if name not in self._declared:
+                self._declared.add(name)
+                if (summary := best_of(name)) is not None:
+                    self.experiment.define_metric(name, summary=summary)
 
 
 def close_leftover_wandb_run() -> None:
@@ -141,11 +141,10 @@ class Tracker:
         self.job_dir = job_dir
         self.logger = logger
         self.plots_dir = job_dir / "plots"
-        self.defined: set[str] = set()
 
     @property
     def wandb_run(self) -> Any | None:
-        return self.logger.experiment if isinstance(self.logger, WandbLogger) else None
+        return self.logger.experiment if isinstance(self.logger, WandbRunLogger) else None
 
     @property
     def wandb_dir(self) -> str | None:
@@ -159,7 +158,7 @@ class Tracker:
     def log(self, values: dict[str, Any]) -> None:
         """Anything W&B takes (charts, tables, media), straight to the run."""
         if self.wandb_run is not None:
-            define_summaries(self.wandb_run, values, self.defined)
+            self.logger.declare(values)
             self.wandb_run.log(values)
 
     def log_figure(self, name: str, fig: Figure) -> Path:
@@ -197,8 +196,8 @@ class Tracker:
 
     def log_model(self, path: str | Path, key: str, cache_hit: bool, metadata: dict[str, Any]) -> str | None:
         """The trained model as a W&B model artifact `model-<key>` (the cache key names it). A model from the
-        cache is recorded as used by this run, not logged again; offline, where W&B cannot record a use,
-        the run's summary names the artifact instead. Returns the artifact's name."""
+        cache is recorded as used by this run, not logged again; offline, where W&B cannot record a use, the
+        returned name, which the job puts in its results (and so in the run's summary), says which it is."""
         run = self.wandb_run
         if run is None or getattr(run, "disabled", False):
             return None
@@ -209,12 +208,10 @@ class Tracker:
         if cache_hit:
             if online:
                 run.use_artifact(f"{name}:latest", type="model")
-            run.summary["model_artifact"] = name
             return name
         artifact = wandb.Artifact(name, type="model", metadata=metadata)
         artifact.add_file(str(path), name="model.pt")
         run.log_artifact(artifact, aliases=["latest"])
-        run.summary["model_artifact"] = name
         return name
 
     def log_summary(self, results: dict[str, Any]) -> None:
