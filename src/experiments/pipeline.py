@@ -56,8 +56,9 @@ def run(cfg: DictConfig) -> float | None:
         kind.ddp_worker(cfg, job_dir, data, key)
         return None
     log.info("threads per job: %d", limit_threads(hydra_cfg))
-    identity = run_identity(kind, hydra_cfg, multirun)
-    counter = job_counter(hydra_cfg, multirun)
+    plan = read_sweep_plan(Path(hydra_cfg.sweep.dir)) if multirun else None  # the sweep's callback wrote it
+    identity = run_identity(kind, hydra_cfg, plan)
+    counter = job_counter(hydra_cfg, plan)
     if counter:
         log.info("%s: %s", counter, identity.name)
     if cfg.resume and (done := finished_results(job_dir, config_hash, code)) is not None:
@@ -100,26 +101,27 @@ def run(cfg: DictConfig) -> float | None:
     return results.get(score)
 
 
-def run_identity(kind: jobs.JobKind, hydra_cfg: DictConfig, multirun: bool) -> RunIdentity:
-    """The W&B run's name, group, type and tags. In a sweep the name is the job's values of the settings the
-    sweep varies (distinct within it) and the group is the sweep folder; alone, its command-line overrides."""
+def run_identity(kind: jobs.JobKind, hydra_cfg: DictConfig, plan: dict[str, Any] | None) -> RunIdentity:
+    """The W&B run's name, group, type and tags. In a sweep (`plan`: its sweep plan) the name is the job's
+    values of the settings the sweep varies (distinct within it) and the group is the sweep folder; alone,
+    its command-line overrides."""
     choices = hydra_cfg.runtime.choices
     tags = [f"{group}={choices[group]}" for group in kind.tagged_by if choices.get(group)]
     if choices.get("sweep"):
         tags.append(f"sweep={choices['sweep']}")
-    if not multirun:
+    if plan is None:
         return RunIdentity(hydra_cfg.job.override_dirname or "defaults", None, kind.name, tags, dict(kind.scores))
-    swept = set(read_sweep_plan(Path(hydra_cfg.sweep.dir))["swept"])
+    swept = set(plan["swept"])
     varied = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
     name = f"{' '.join(varied) or hydra_cfg.job.override_dirname or 'job'} #{hydra_cfg.job.num}"
     return RunIdentity(name, sweep_group(hydra_cfg.sweep.dir), kind.name, tags, dict(kind.scores))
 
 
-def job_counter(hydra_cfg: DictConfig, multirun: bool) -> str | None:
+def job_counter(hydra_cfg: DictConfig, plan: dict[str, Any] | None) -> str | None:
     """"job k of N" in a sweep (N when the sweeper said how many), None alone."""
-    if not multirun:
+    if plan is None:
         return None
-    total = read_sweep_plan(Path(hydra_cfg.sweep.dir))["jobs"]
+    total = plan["jobs"]
     return f"job {hydra_cfg.job.num + 1} of {total if total is not None else '?'}"
 
 
