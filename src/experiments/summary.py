@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ class Table:
         self.names = [name for name, _ in self.columns]
         self.lower_is_better = direction == jobs.MIN
         self.rows = summary_rows(results, self.columns, self.lower_is_better)
-        self.by_seed: SeedTable | None = None  # set by write_summary for a sweep over seeds
+        # A sweep over seeds also gets the mean and spread of each configuration.
+        self.by_seed = SeedTable(self) if len({r.get("seed") for r in results}) > 1 else None
 
 
 def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
@@ -130,27 +132,13 @@ class SeedTable:
             row: list[Any] = [name, len(group)]
             for s in scores:
                 values = [r[s] for r in group if not is_missing(r.get(s))]
-                row += [cell(mean(values)), cell(std(values))]
-            seconds = [sum(r.get("seconds", {}).values()) for r in group]
+                row += [cell(statistics.fmean(values)) if values else None,
+                        cell(statistics.stdev(values)) if len(values) > 1 else None]
+            seconds = statistics.fmean(sum(r.get("seconds", {}).values()) for r in group)
             seeds = sorted(r.get("seed") for r in group if r.get("seed") is not None)
-            rows.append(row + [round(mean(seconds), 1), " ".join(map(str, seeds))])
+            rows.append(row + [round(seconds, 1), " ".join(map(str, seeds))])
         sign = 1.0 if table.lower_is_better else -1.0
         self.rows = sorted(rows, key=lambda row: (True, 0.0) if is_missing(row[2]) else (False, sign * row[2]))
-
-
-def mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def std(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-
-
-def varies_seed(results: list[dict[str, Any]]) -> bool:
-    return len({r.get("seed") for r in results}) > 1
 
 
 def write_summary(sweep_dir: Path) -> list[Table]:
@@ -161,8 +149,7 @@ def write_summary(sweep_dir: Path) -> list[Table]:
         suffix = "" if len(tables) == 1 else f"-{table.kind.name}"
         write_csv(sweep_dir / f"summary{suffix}.csv", table.names, table.rows)
         write_text(sweep_dir / f"summary{suffix}.md", markdown_table(table.names, table.rows))
-        if varies_seed(table.results):
-            by_seed = table.by_seed = SeedTable(table)
+        if (by_seed := table.by_seed) is not None:
             write_csv(sweep_dir / f"summary_by_seed{suffix}.csv", by_seed.names, by_seed.rows)
             write_text(sweep_dir / f"summary_by_seed{suffix}.md", markdown_table(by_seed.names, by_seed.rows))
         labels = [" ".join(f"{row[table.names.index(n)]}" for n in table.kind.labelled_by) + f" (job {row[-1]})"
