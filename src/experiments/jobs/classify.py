@@ -179,7 +179,6 @@ def autoencoder_codes(job: Job, key: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 KIND = JobKind(
     name="classify",
-    tagged_by=("model", "data"),
     scores={"test_acc": MAX, "top1_error": MIN, "top5_error": MIN, "final_val_loss": MIN},
     columns=[
         ("Test Accuracy", "test_acc"),

@@ -148,8 +148,9 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), plan.clusterer.fit_predict, reduced))
     write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
     labels = data.eval_labels
+    label_of = [None] * len(clusters) if labels is None else [int(label) for label in labels]  # for the W&B tables
     tracker.log_table("assignments", ["id", "label", "cluster"],
-                      [[i, None if labels is None else int(labels[i]), int(c)] for i, c in enumerate(clusters)], csv=False)
+                      [[i, label_of[i], int(c)] for i, c in enumerate(clusters)], csv=False)
 
     with timer("score"):
         mse = per_image_mse(data.eval_images.numpy(), reconstructions)
@@ -191,8 +192,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
         # The codes themselves (a sample), one vector per row: W&B's embedding projector maps this column.
         tracker.log_table("codes", ["index", "label", "cluster", "code"],
-                          [[int(i), None if labels is None else int(labels[i]), int(clusters[i]), codes[i].tolist()]
-                           for i in views.sample], csv=False)
+                          [[int(i), label_of[i], int(clusters[i]), codes[i].tolist()] for i in views.sample], csv=False)
     return results
 
 
