@@ -23,7 +23,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_path):
-    job = run_job(tmp_path, *QUICK, "model.latent_dim=16")
+    job = run_job(tmp_path, *QUICK, "model.latent_dim=16", "logger=wandb")
     results = job.results
     assert results["kind"] == "cluster" and results["score"] == "public_score" and job.score == results["public_score"]
     assert results["acc"] > 0.6, "a trained autoencoder + t-SNE + k-means separates the digits far above chance"
@@ -151,7 +151,7 @@ def test_a_job_failing_after_training_keeps_its_model_and_marks_its_wandb_run_fa
 
     monkeypatch.setattr(OpenTSNE, "fit_transform", crash)
     with pytest.raises(RuntimeError, match="the reducer crashed"):
-        run_job(tmp_path, *QUICK, "cache=false")
+        run_job(tmp_path, *QUICK, "cache=false", "logger=wandb")
     assert "encoder.0.weight" in torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     summary = wandb_summary(run)

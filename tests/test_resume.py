@@ -119,7 +119,7 @@ def test_an_unreadable_or_partial_results_file_counts_as_unfinished(tmp_path, co
 
 def test_a_job_run_again_is_skipped_and_returns_its_score(tmp_path):
     settings = [*QUICK, "reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
-    first = run_job(tmp_path, *settings)
+    first = run_job(tmp_path, *settings, "logger=wandb")
     stamp = (first.dir / "results.json").stat().st_mtime_ns
     again = run_job(tmp_path, *settings, "logger.mode=disabled")  # logged elsewhere: still the same job
     assert again.score == first.score and (first.dir / "results.json").stat().st_mtime_ns == stamp

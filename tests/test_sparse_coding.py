@@ -71,7 +71,7 @@ def test_bad_sparse_coding_settings_are_refused():
 
 
 def test_sparse_coding_runs_the_cluster_job_with_its_sparsity_and_atoms(tmp_path):
-    job = run_job(tmp_path, *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false")
+    job = run_job(tmp_path, *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false", "logger=wandb")
     results = job.results
     assert results["model"] == "ista" and results["latent_dim"] == 48
     assert 0.2 < results["code_sparsity"] < 1.0

@@ -36,7 +36,7 @@ def test_a_single_run_is_named_tagged_typed_and_has_one_config_tree(tmp_path):
 
 
 def test_metrics_declare_whether_their_best_is_a_max_or_a_min(tmp_path):
-    job = run_job(tmp_path, *QUICK, *PCA4)
+    job = run_job(tmp_path, *QUICK, *PCA4, "logger=wandb")
     declared = {m.get("name"): m["summary"] for m in records(job.results["wandb_dir"], "metric") if "summary" in m}
     assert declared["public_score"] == {"max": True} and declared["recon_mse"] == {"min": True}
     assert declared["train/loss_epoch"] == {"min": True} and declared["val/recon_mse"] == {"min": True}
@@ -45,8 +45,8 @@ def test_metrics_declare_whether_their_best_is_a_max_or_a_min(tmp_path):
 
 
 def test_a_cache_hit_replays_the_training_curves_on_the_fresh_runs_axis_and_uses_its_model_artifact(tmp_path):
-    fresh = run_job(tmp_path, *QUICK, *PCA4, name="fresh")
-    hit = run_job(tmp_path, *QUICK, *PCA4, name="hit")
+    fresh = run_job(tmp_path, *QUICK, *PCA4, "logger=wandb", name="fresh")
+    hit = run_job(tmp_path, *QUICK, *PCA4, "logger=wandb", name="hit")
     assert (fresh.results["cache"], hit.results["cache"]) == ("miss", "hit")
 
     def curve(job) -> list[tuple[int, float]]:
@@ -68,7 +68,7 @@ def table(run_dir: str, name: str) -> dict:
 
 
 def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
-    job = run_job(tmp_path, *QUICK, *PCA4, "model.latent_dim=12")
+    job = run_job(tmp_path, *QUICK, *PCA4, "model.latent_dim=12", "logger=wandb")
     assignments = table(job.results["wandb_dir"], "assignments")
     assert assignments["columns"] == ["id", "label", "cluster"] and len(assignments["data"]) == 600
     codes = table(job.results["wandb_dir"], "codes")
@@ -77,7 +77,7 @@ def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
 
 
 def test_the_classifier_logs_its_predictions_and_w_and_bs_own_confusion_matrix(tmp_path):
-    job = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2")
+    job = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2", "logger=wandb")
     keys = {key.split(".")[0] for row in wandb_history(job.results["wandb_dir"]) for key in row}
     assert {"confusion_matrix", "confusion_matrix_chart_table", "predictions"} <= keys
     assert len(table(job.results["wandb_dir"], "predictions")["data"]) == 540
