@@ -7,6 +7,8 @@ Literature figures stand beside the ratio as references, never as its baseline.
 4. mlp: the default model=mlp on raw pixels against scikit-learn's MLPClassifier trained as long on the same
    images (test accuracy), and manual vs autograd gradients (s/epoch).
 5. tsne_exact: reducer=tsne_exact vs openTSNE on 5,000 and 10,000 codes (time, and KL under the exact P).
+   tsne_sampled: reducer=tsne_sampled into 8 dimensions on 10,000 codes vs openTSNE into 2 (time) and
+   tsne_exact into 8 (KL under the exact P, k-means accuracy).
 6. joblib: the latent_dims sweep on hydra/launcher=joblib (n_jobs=2) vs the basic launcher.
 7. ista: the Lasso solver's iterations (ISTA vs FISTA) and its batched speed against scikit-learn.
 8. deblur: task=deblur on the 256x256 camera: FISTA's iterations to 1e-4 and 1e-6 of F* against ISTA's
@@ -255,6 +257,35 @@ def bench_tsne_exact(codes: np.ndarray, labels: np.ndarray, sizes: list[int]) ->
     return rows
 
 
+def bench_tsne_sampled(codes: np.ndarray, labels: np.ndarray) -> dict:
+    """reducer=tsne_sampled into 8 dimensions against openTSNE into 2 (time) and tsne_exact into 8 (KL under
+    the exact P, and k-means accuracy), on the same codes."""
+    from sklearn.cluster import KMeans
+
+    from experiments.metrics import cluster_accuracy
+    from experiments.tsne import ExactTSNE, SampledTSNE, kl_divergence
+
+    def accuracy(embedding: np.ndarray) -> float:
+        return cluster_accuracy(labels[: len(codes)], KMeans(10, n_init=10, random_state=0).fit_predict(embedding))
+
+    def timed(reducer):
+        start = time.perf_counter()
+        embedding = reducer.fit_transform(codes)
+        return embedding, time.perf_counter() - start
+
+    opentsne, opentsne_s = timed(OpenTSNE(2, random_state=0))
+    sampled, sampled_s = timed(sampled_tsne := SampledTSNE(8, random_state=0))
+    exact, exact_s = timed(exact_tsne := ExactTSNE(8, random_state=0))
+    sampled_kl = kl_divergence(exact_tsne.affinities_, torch.as_tensor(sampled, dtype=torch.float32), 256)
+    return {
+        "points": len(codes), "opentsne_2d_s": opentsne_s, "sampled_s": sampled_s, "exact_s": exact_s,
+        "sampled_kl_exact_p": sampled_kl, "exact_kl": exact_tsne.kl_divergence_, "sampled_kl_own": sampled_tsne.kl_divergence_,
+        "kl_ratio": sampled_kl / exact_tsne.kl_divergence_, "sampled_kmeans_acc": accuracy(sampled),
+        "exact_kmeans_acc": accuracy(exact), "opentsne_kmeans_acc": accuracy(opentsne),
+        "device": "cuda" if torch.cuda.is_available() and sampled_tsne.accelerator != "cpu" else "cpu",
+    }
+
+
 def bench_ista() -> dict:
     """The Lasso solver: iterations to 1e-6 relative suboptimality on the literature's synthetic problem,
     and the batched solver against scikit-learn on 1,000 and 10,000 problems of one dictionary."""
@@ -445,6 +476,15 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
                  "the exact P)", f"{e['exact_s'] / e['opentsne_s']:.1f}x the time; KL {e['kl_ratio']:.3f} of it",
                  f"{e['exact_s']:.0f} s vs {e['opentsne_s']:.0f} s; KL {e['exact_kl']:.3f} vs {e['opentsne_kl_exact_p']:.3f}; "
                  f"k-means acc {e['exact_kmeans_acc']:.3f} vs {e['opentsne_kmeans_acc']:.3f}") for e in r["sizes"]]
+    if name == "tsne_sampled":
+        return [(f"t-SNE of {r['points']} codes into 8 dims: tsne_sampled ({r['device']}) vs openTSNE into 2 (time; "
+                 "target: within 3x)", f"{r['sampled_s'] / r['opentsne_2d_s']:.2f}x the time",
+                 f"{r['sampled_s']:.0f} s vs {r['opentsne_2d_s']:.0f} s"),
+                (f"t-SNE of {r['points']} codes into 8 dims: tsne_sampled vs tsne_exact (KL under the exact P, target: "
+                 "within 1.02; time; k-means accuracy)", f"KL {r['kl_ratio']:.3f} of it; {r['exact_s'] / r['sampled_s']:.1f}x faster",
+                 f"KL {r['sampled_kl_exact_p']:.3f} vs {r['exact_kl']:.3f}; {r['sampled_s']:.0f} s vs {r['exact_s']:.0f} s; "
+                 f"k-means acc {r['sampled_kmeans_acc']:.3f} vs {r['exact_kmeans_acc']:.3f} (openTSNE 2-D: "
+                 f"{r['opentsne_kmeans_acc']:.3f})")]
     if name == "help":
         return [("`python -m experiments --help` vs `python -c \"import hydra\"` (wall time, best of 5; target: within 5x)",
                  f"{r['ratio']:.1f}x the time", f"{r['help_s']:.2f} s vs {r['import_hydra_s']:.2f} s")]
@@ -467,7 +507,7 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "sweep", "ista", "joblib", "deblur", "lista", "help")
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "tsne_sampled", "sweep", "ista", "joblib", "deblur", "lista", "help")
 
 
 def main() -> None:
@@ -496,6 +536,7 @@ def main() -> None:
         "tsne": lambda: bench_tsne(data, n_points=min(5000, len(data.eval_images))),
         "mlp": lambda: bench_mlp(out, mlp_overrides, Digits(eval_fraction=0.3, seed=0) if args.quick else data),
         "tsne_exact": lambda: {"sizes": bench_tsne_exact(trained_codes(data, max(sizes)), data.eval_labels, sizes)},
+        "tsne_sampled": lambda: bench_tsne_sampled(trained_codes(data, max(sizes)), data.eval_labels),
         "sweep": lambda: bench_sweep(out, data_overrides),
         "ista": bench_ista,
         "joblib": lambda: bench_joblib(out, data_overrides),

@@ -82,10 +82,12 @@ def test_own_npy_images_without_labels_give_null_scores_and_still_predictions(tm
     assert job.results["reduced_dim"] == job.results["latent_dim"] == 32
 
 
-def test_tsne_exact_reduces_codes_to_eight_dimensions(tmp_path):
-    job = run_job(tmp_path, *QUICK, "reducer=tsne_exact", "reducer.n_components=8", "reducer.n_iter=300",
+@pytest.mark.parametrize("reducer, method", [("tsne_exact", "tSNE (exact)"), ("tsne_sampled", "tSNE (sampled)")])
+def test_the_torch_tsnes_reduce_codes_to_eight_dimensions(reducer, method, tmp_path):
+    job = run_job(tmp_path, *QUICK, f"reducer={reducer}", "reducer.n_components=8", "reducer.n_iter=300",
+                  "reducer.n_samples=100" if reducer == "tsne_sampled" else "reducer.chunk_size=128",
                   "data.eval_limit=500", "plots.tsne=false", "logger=none")
-    assert (job.results["reduced_method"], job.results["reduced_dim"]) == ("tSNE (exact)", 8)
+    assert (job.results["reduced_method"], job.results["reduced_dim"]) == (method, 8)
     assert job.results["acc"] > 0.6 and job.results["tsne_kl"] > 0
 
 

@@ -12,10 +12,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 from experiments.reduce import OpenTSNE
-from experiments.tsne import ExactTSNE
+from experiments.tsne import ExactTSNE, SampledTSNE
 
 # Small settings for the checks' tiny data sets, as scikit-learn's own tests give its TSNE (perplexity 2).
-ESTIMATORS = [OpenTSNE(perplexity=2, n_iter=50, n_jobs=1), ExactTSNE(perplexity=2, n_iter=50)]
+ESTIMATORS = [OpenTSNE(perplexity=2, n_iter=50, n_jobs=1), ExactTSNE(perplexity=2, n_iter=50),
+              SampledTSNE(perplexity=2, n_iter=50, n_samples=8)]
 
 
 @parametrize_with_checks(ESTIMATORS)

@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from experiments.reduce import OpenTSNE
-from experiments.tsne import ExactTSNE, conditional_affinities, joint_affinities, kl_divergence
+from experiments.tsne import (
+    ExactObjective,
+    ExactTSNE,
+    SampledObjective,
+    SampledTSNE,
+    conditional_affinities,
+    joint_affinities,
+    kl_divergence,
+    sparse_joint_affinities,
+)
 
 
 def blobs(n=300, dim=10, centres=4, seed=0):
@@ -75,3 +84,63 @@ def test_exact_tsne_on_the_gpu_matches_the_cpu():
     cpu = ExactTSNE(2, n_iter=300, random_state=0, dtype="float64").fit_transform(X)
     gpu = ExactTSNE(2, n_iter=300, random_state=0, dtype="float64", accelerator="gpu").fit_transform(X)
     assert np.allclose(cpu, gpu, atol=1e-6)
+
+
+def test_sparse_affinities_over_all_neighbours_are_the_exact_ones_and_otherwise_sum_to_one():
+    X = torch.as_tensor(blobs(40)[0], dtype=torch.float64)
+    P = sparse_joint_affinities(X, perplexity=20.0, chunk_size=7).to_dense()  # 3 x 20 neighbours: all 39
+    assert torch.allclose(P, joint_affinities(X, 20.0, chunk_size=40), atol=1e-12)
+    X = torch.as_tensor(blobs(300)[0], dtype=torch.float64)
+    P = sparse_joint_affinities(X, perplexity=5.0, chunk_size=64)
+    dense = P.to_dense()
+    assert torch.allclose(dense, dense.T) and dense.sum().item() == pytest.approx(1.0)
+    assert P.values().numel() <= 2 * 300 * 15 and torch.all(dense.diagonal() == 0)
+
+
+def sampled_objective(P, n_samples, refresh_every=5, seed=0):
+    return SampledObjective(P, n_samples, refresh_every, 64, torch.Generator().manual_seed(seed))
+
+
+def test_with_every_point_sampled_the_gradient_and_kl_are_the_exact_ones_for_the_same_p():
+    X, _ = blobs(200)
+    P = sparse_joint_affinities(torch.as_tensor(X, dtype=torch.float64), 10.0, 64)
+    Y = torch.randn(200, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    exact = ExactObjective(P.to_dense(), 64)
+    sampled = sampled_objective(P, n_samples=200)
+    for exaggeration, early in ((12.0, True), (1.0, False)):
+        assert torch.allclose(sampled.gradient(Y, exaggeration, early), exact.gradient(Y, exaggeration, early),
+                              rtol=1e-9, atol=1e-12)
+    assert sampled.kl(Y) == pytest.approx(exact.kl(Y), rel=1e-10)
+
+
+def test_the_sampled_far_repulsion_is_unbiased_and_exact_at_its_anchor():
+    X, _ = blobs(300)
+    P = sparse_joint_affinities(torch.as_tensor(X, dtype=torch.float64), 5.0, 64)
+    Y = torch.randn(300, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 4
+    objective = sampled_objective(P, n_samples=30)
+    far, z = objective.far_exact(Y)
+    draws = [objective.far_sample(Y, torch.randperm(300, generator=objective.generator)[:30]) for _ in range(400)]
+    mean = torch.stack([f for f, _ in draws]).mean(0)
+    one_draw_error = (draws[0][0] - far).norm() / far.norm()
+    assert (mean - far).norm() / far.norm() < one_draw_error / 8  # ~1/sqrt(400) of one draw's error
+    assert np.mean([zz for _, zz in draws]) == pytest.approx(z, rel=0.01)
+    # After the exaggeration phase the sample corrects an exact pass: at that pass's Y it adds nothing.
+    late = objective.gradient(Y, 1.0, early=False)
+    dense = ExactObjective(P.to_dense(), 64).gradient(Y, 1.0, early=False)
+    assert torch.allclose(late, dense, rtol=1e-9, atol=1e-12)
+
+
+def test_sampled_tsne_reaches_the_exact_kl_in_8d_within_two_percent_and_separates_the_blobs():
+    X, labels = blobs(600, dim=12, centres=5)
+    exact = ExactTSNE(8, perplexity=30, random_state=0, dtype="float64")
+    exact.fit_transform(X)
+    sampled = SampledTSNE(8, perplexity=30, n_samples=100, random_state=0, dtype="float64")
+    embedding = sampled.fit_transform(X)
+    kl = kl_divergence(exact.affinities_, torch.as_tensor(embedding), 512)  # both under the exact P
+    assert kl <= exact.kl_divergence_ * 1.02
+    from sklearn.cluster import KMeans
+
+    from experiments.metrics import cluster_accuracy
+
+    predicted = KMeans(5, n_init=10, random_state=0).fit_predict(embedding)
+    assert cluster_accuracy(labels, predicted) > 0.95
