@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import experiments.__main__  # noqa: F401 - registers the config's resolvers (sweep_name, score_direction)
+import experiments.__main__  # noqa: F401 - as the entry point: the config's resolvers, one shared ConfigStore
 from experiments import jobs, pipeline
 from experiments.data import ImageDataModule
 from experiments.errors import UserError, one_line

@@ -157,3 +157,22 @@ def test_callbacks_a_user_adds_to_the_trainer_join_the_built_in_ones(tmp_path):
                           datamodule=data)
     assert list(users.glob("*.ckpt")), "the user's callback ran"
     assert len(history) == 1, "and so did the built-in ones (the per-epoch history)"
+
+
+def test_copies_of_hydras_config_repository_share_the_config_store_and_loads_still_copy_its_nodes():
+    import copy
+
+    import hydra_plugins.hydra_joblib_launcher.config  # noqa: F401  (registers the launcher's structured config)
+    from hydra.core.config_store import ConfigStore
+
+    from experiments.hydra_compat import share_config_store
+
+    share_config_store()  # as the entry point does
+    store = ConfigStore.instance()
+    assert copy.deepcopy(store) is store, "a repository copy no longer copies every plugin's configs"
+    loaded = store.load("hydra/launcher/joblib.yaml").node
+    loaded.n_jobs = 99
+    assert store.load("hydra/launcher/joblib.yaml").node.n_jobs == -1, "a load is still the caller's own copy"
+    # and a composed config with structured configs is what it was
+    assert compose_config("hydra/launcher=joblib", hydra_context=True) is not None
+    assert HydraConfig.get().launcher.n_jobs == -1

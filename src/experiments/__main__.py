@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import console, jobs
 from experiments.errors import UserError, one_line
+from experiments.hydra_compat import share_config_store
 from experiments.resume import sweep_name
 
 # conf/hydra/default.yaml names a multirun's folder by its command line, so the same command resumes it.
@@ -18,6 +19,7 @@ OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True, replac
 # conf/sweep/search.yaml: Optuna maximises or minimises as the job kind declares its score.
 OmegaConf.register_new_resolver("score_direction", jobs.direction, replace=True)
 console.quiet_library_warnings()
+share_config_store()  # --help 3x faster: Hydra no longer copies every plugin's configs per config group
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
