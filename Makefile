@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # What only the tests need: pytest and its plugins, and the Ray launcher (its test starts a local cluster).
-# Kept out of `make run`: Ray's launcher configs alone make Hydra's --help 0.7 s slower.
+# Kept out of `make run`: a large install that only the tests and Ray users need (pip install -e ".[ray]").
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@

@@ -144,3 +144,13 @@ def test_sampled_tsne_reaches_the_exact_kl_in_8d_within_two_percent_and_separate
 
     predicted = KMeans(5, n_init=10, random_state=0).fit_predict(embedding)
     assert cluster_accuracy(labels, predicted) > 0.95
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_sampled_tsne_on_the_gpu_reaches_the_cpus_kl():
+    X, _ = blobs(400)
+    cpu = SampledTSNE(8, n_iter=300, n_samples=64, random_state=0, dtype="float64")
+    gpu = SampledTSNE(8, n_iter=300, n_samples=64, random_state=0, dtype="float64", accelerator="gpu")
+    cpu.fit_transform(X)
+    gpu.fit_transform(X)
+    assert gpu.affinities_.device.type == "cuda" and gpu.kl_divergence_ == pytest.approx(cpu.kl_divergence_, rel=1e-3)
