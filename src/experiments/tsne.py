@@ -88,8 +88,8 @@ def kl_divergence(P: torch.Tensor, Y: torch.Tensor, chunk_size: int) -> float:
 
 
 class TorchTSNE(TSNEBase):
-    """What the two torch estimators share: the parameters of the optimisation, the PCA start and the
-    gradient descent with momentum and gains. A subclass builds its `objective` from the data."""
+    """What the two torch estimators share: the parameters of the optimisation (ExactTSNE's are these),
+    the PCA start and the gradient descent with momentum and gains. A subclass builds its `objective`."""
 
     _parameter_constraints: dict = {
         **TSNE_CONSTRAINTS,
@@ -103,6 +103,36 @@ class TorchTSNE(TSNEBase):
 
     KL_EVERY = 50  # iterations between the KL shown on the progress bar
     name = "t-SNE"
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        perplexity: float = 30.0,
+        n_iter: int = 750,
+        early_exaggeration_iter: int = 250,
+        early_exaggeration: float = 12.0,
+        learning_rate: float | str = "auto",
+        momentum: float = 0.8,
+        min_gain: float = 0.01,
+        accelerator: str = "cpu",
+        chunk_size: int = 256,
+        dtype: str = "float32",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.n_iter = n_iter
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.early_exaggeration = early_exaggeration
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.min_gain = min_gain
+        self.accelerator = accelerator
+        self.chunk_size = chunk_size
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
 
     def objective(self, X: torch.Tensor, generator: torch.Generator) -> ExactObjective | SampledObjective:
         raise NotImplementedError
@@ -179,36 +209,6 @@ class ExactTSNE(TorchTSNE):
     `kl_divergence_` and `affinities_` (the joint P, dense)."""
 
     name = "exact t-SNE"
-
-    def __init__(
-        self,
-        n_components: int = 2,
-        perplexity: float = 30.0,
-        n_iter: int = 750,
-        early_exaggeration_iter: int = 250,
-        early_exaggeration: float = 12.0,
-        learning_rate: float | str = "auto",
-        momentum: float = 0.8,
-        min_gain: float = 0.01,
-        accelerator: str = "cpu",
-        chunk_size: int = 256,
-        dtype: str = "float32",
-        random_state: int | None = None,
-        verbose: bool = False,
-    ) -> None:
-        self.n_components = n_components
-        self.perplexity = perplexity
-        self.n_iter = n_iter
-        self.early_exaggeration_iter = early_exaggeration_iter
-        self.early_exaggeration = early_exaggeration
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.min_gain = min_gain
-        self.accelerator = accelerator
-        self.chunk_size = chunk_size
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
 
     def objective(self, X: torch.Tensor, generator: torch.Generator) -> ExactObjective:
         return ExactObjective(joint_affinities(X, self.perplexity, self.chunk_size), self.chunk_size)
@@ -370,21 +370,14 @@ class SampledTSNE(TorchTSNE):
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.n_components = n_components
-        self.perplexity = perplexity
-        self.n_iter = n_iter
-        self.early_exaggeration_iter = early_exaggeration_iter
-        self.early_exaggeration = early_exaggeration
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.min_gain = min_gain
+        super().__init__(
+            n_components=n_components, perplexity=perplexity, n_iter=n_iter,
+            early_exaggeration_iter=early_exaggeration_iter, early_exaggeration=early_exaggeration,
+            learning_rate=learning_rate, momentum=momentum, min_gain=min_gain, accelerator=accelerator,
+            chunk_size=chunk_size, dtype=dtype, random_state=random_state, verbose=verbose,
+        )
         self.n_samples = n_samples
         self.refresh_every = refresh_every
-        self.accelerator = accelerator
-        self.chunk_size = chunk_size
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
 
     def objective(self, X: torch.Tensor, generator: torch.Generator) -> SampledObjective:
         P = sparse_joint_affinities(X, self.perplexity, self.chunk_size)
