@@ -132,12 +132,12 @@ def test_the_sampled_far_repulsion_is_unbiased_and_exact_at_its_anchor():
 
 def test_sampled_tsne_reaches_the_exact_kl_in_8d_within_two_percent_and_separates_the_blobs():
     X, labels = blobs(600, dim=12, centres=5)
-    exact = ExactTSNE(8, perplexity=30, random_state=0, dtype="float64")
+    exact = ExactTSNE(8, perplexity=30, random_state=0)
     exact.fit_transform(X)
-    sampled = SampledTSNE(8, perplexity=30, n_samples=100, random_state=0, dtype="float64")
+    sampled = SampledTSNE(8, perplexity=30, n_samples=100, random_state=0)
     embedding = sampled.fit_transform(X)
-    kl = kl_divergence(exact.affinities_, torch.as_tensor(embedding), 512)  # both under the exact P
-    assert kl <= exact.kl_divergence_ * 1.02
+    kl = kl_divergence(exact.affinities_, torch.as_tensor(embedding, dtype=torch.float32), 512)  # under the exact P
+    assert kl <= exact.kl_divergence_ * 1.02  # 1.004 here; sampling without the exact passes: 1.11
     from sklearn.cluster import KMeans
 
     from experiments.metrics import cluster_accuracy
