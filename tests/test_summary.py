@@ -99,3 +99,8 @@ def test_one_seed_has_no_seed_table_and_a_lone_seed_no_spread(tmp_path):
     write_summary(tmp_path / "two")
     rows = (tmp_path / "two" / "summary_by_seed.csv").read_text().splitlines()
     assert rows[1].startswith("model.latent_dim=8,1,0.6,,") and rows[2].startswith("defaults,1,0.5,,")
+    write_jobs(tmp_path / "recipe", [{"overrides": ["+recipe=tsne8_gmm", f"seed={seed}"], "seed": seed,
+                                      "public_score": 0.5} for seed in (0, 1)])
+    write_summary(tmp_path / "recipe")
+    rows = (tmp_path / "recipe" / "summary_by_seed.csv").read_text().splitlines()
+    assert rows[1].startswith("+recipe=tsne8_gmm,2,0.5,0.0,"), "one configuration over seeds is named by its settings"

@@ -107,11 +107,14 @@ def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
     return [Table(jobs.load(name), group) for name, group in sorted(by_kind.items())]
 
 
+def settings_but_seed(r: dict[str, Any]) -> frozenset[str]:
+    return frozenset(o for o in r.get("overrides", []) if o.split("=", 1)[0].lstrip("+~") != "seed")
+
+
 def configuration(r: dict[str, Any], common: set[str]) -> str:
     """A job's command-line settings but its seed and those every job of the sweep shares: the jobs that
     differ only by seed share it."""
-    kept = [o for o in r.get("overrides", []) if o not in common and o.split("=", 1)[0].lstrip("+~") != "seed"]
-    return " ".join(sorted(kept)) or "defaults"
+    return " ".join(sorted(settings_but_seed(r) - common)) or "defaults"
 
 
 class SeedTable:
@@ -120,7 +123,9 @@ class SeedTable:
 
     def __init__(self, table: Table) -> None:
         groups: dict[str, list[dict[str, Any]]] = {}
-        common = set.intersection(*(set(r.get("overrides", [])) for r in table.results))
+        settings = {settings_but_seed(r) for r in table.results}
+        # Named by what differs between configurations; a sweep of one configuration by all its settings.
+        common = set.intersection(*map(set, settings)) if len(settings) > 1 else set()
         for r in table.results:
             groups.setdefault(configuration(r, common), []).append(r)
         scores = [s for s in table.kind.scores if any(not is_missing(r.get(s)) for r in table.results)]
