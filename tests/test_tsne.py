@@ -118,7 +118,7 @@ def test_the_sampled_far_repulsion_is_unbiased_and_exact_at_its_anchor():
     P = sparse_joint_affinities(torch.as_tensor(X, dtype=torch.float64), 5.0, 64)
     Y = torch.randn(300, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 4
     objective = sampled_objective(P, n_samples=30)
-    far, z = objective.far_exact(Y)
+    far, z = objective.far_exact(Y, objective.weights(Y))
     draws = [objective.far_sample(Y, torch.randperm(300, generator=objective.generator)[:30]) for _ in range(400)]
     mean = torch.stack([f for f, _ in draws]).mean(0)
     one_draw_error = (draws[0][0] - far).norm() / far.norm()

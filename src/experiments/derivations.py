@@ -155,12 +155,24 @@ def tsne_gradient_parts(
     (y_i - y_i = 0); in Z it is removed (w_ii = 1).
     """
     W = squared_distances(Y_rows, Y).add_(1.0).reciprocal_()  # in place: this block is the memory bill
-    z = W.sum() - Y_rows.shape[0]
     PW = P_rows * W
     attraction = PW.sum(1, keepdim=True) * Y_rows - PW @ Y
-    WW = W.square_()
-    repulsion = WW.sum(1, keepdim=True) * Y_rows - WW @ Y
-    return attraction, repulsion, z
+    repulsion, z = student_t_repulsion(W, Y_rows, Y)
+    return attraction, repulsion, z - Y_rows.shape[0]
+
+
+def student_t_repulsion(
+    W: torch.Tensor, Y_rows: torch.Tensor, Y_cols: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum_j w_ij^2 (y_i - y_j) for a block W of Student-t weights (rows Y_rows against Y_cols), and sum W.
+
+    W is squared in place. One product of W^2 with [Y_cols, 1] gives both the weighted sum of the y_j and
+    the row sums.
+    """
+    z = W.sum()
+    ones = torch.ones(Y_cols.shape[0], 1, dtype=Y_cols.dtype, device=Y_cols.device)
+    sums = W.square_() @ torch.cat([Y_cols, ones], 1)
+    return sums[:, -1:] * Y_rows - sums[:, :-1], z
 
 
 def squared_distances(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:

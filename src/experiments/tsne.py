@@ -10,7 +10,7 @@ estimators here do not have that limit:
   nearest neighbours) and splits the repulsion in two: exactly over the neighbour graph, where the
   large terms are, and by sampling over all other pairs. A sample of a few hundred points is unbiased
   but noisy, and the noise costs a t-SNE after its exaggeration phase several percent of KL (measured:
-  README, Benchmarks). So after that phase the sample only estimates how the far-field repulsion
+  README, on `reducer=tsne_sampled`). So after that phase the sample only estimates how the far-field repulsion
   changed since an exact pass every `refresh_every` iterations (a control variate, as in SVRG), whose
   error shrinks with the embedding's movement.
 """
@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from experiments.accelerators import device_for
 from experiments.console import progress_bar
-from experiments.derivations import squared_distances, tsne_gradient_parts
+from experiments.derivations import squared_distances, student_t_repulsion, tsne_gradient_parts
 from experiments.reduce import TSNE_CONSTRAINTS, TSNEBase
 
 log = logging.getLogger(__name__)
@@ -254,17 +254,6 @@ def sparse_joint_affinities(X: torch.Tensor, perplexity: float, chunk_size: int)
         return ((P + P.t()).coalesce() * (1.0 / (2 * n))).to_sparse_csr()
 
 
-def repulsion_and_z(W: torch.Tensor, Y_rows: torch.Tensor, Y_cols: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """sum_j w_ij^2 (y_i - y_j) for the rows of a block W of Student-t weights against Y_cols, and sum W.
-
-    One product of W^2 with [Y_cols, 1] gives both the weighted sum of the y_j and the row sums.
-    """
-    z = float(W.sum())
-    ones = torch.ones(Y_cols.shape[0], 1, dtype=Y_cols.dtype, device=Y_cols.device)
-    sums = W.square_() @ torch.cat([Y_cols, ones], 1)
-    return sums[:, -1:] * Y_rows - sums[:, :-1], z
-
-
 class SampledObjective:
     """t-SNE's gradient with the sparse P: attraction and near repulsion over P's graph, exactly; the
     repulsion of all other pairs from `n_samples` points drawn each iteration, after the exaggeration
@@ -304,31 +293,31 @@ class SampledObjective:
         first = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts)
         members = self.col[first + torch.arange(int(counts.sum()), device=Y.device)]
         W[members, torch.repeat_interleave(torch.arange(m, device=Y.device), counts)] = 0
-        repulsion, z = repulsion_and_z(W, Y, Y[sample])
+        repulsion, z = student_t_repulsion(W, Y, Y[sample])
         scale = self.n / m
-        return repulsion * scale, z * scale
+        return repulsion * scale, float(z) * scale
 
-    def far_exact(self, Y: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The repulsion and Z over the pairs off P's graph, exactly: all pairs less the graph's."""
+    def far_exact(self, Y: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The repulsion and Z over the pairs off P's graph, exactly: all pairs less the graph's (whose
+        weights are `w`)."""
         repulsion, z = torch.empty_like(Y), 0.0
         for rows in row_chunks(self.n, self.chunk_size):
             W = squared_distances(Y[rows], Y).add_(1).reciprocal_()
-            repulsion[rows], z_rows = repulsion_and_z(W, Y[rows], Y)  # a point's own term is 1 * 0
-            z += z_rows - W.shape[0]
-        w = self.weights(Y)
+            repulsion[rows], z_rows = student_t_repulsion(W, Y[rows], Y)  # a point's own term is 1 * 0
+            z += float(z_rows) - W.shape[0]
         return repulsion - self.graph_sum(w * w, Y), z - float(w.sum())
 
     def gradient(self, Y: torch.Tensor, exaggeration: float, early: bool) -> torch.Tensor:
+        w = self.weights(Y)
         sample = torch.randperm(self.n, generator=self.generator)[: self.n_samples].to(Y.device)
         far, z_far = self.far_sample(Y, sample)
         if not early and self.n_samples < self.n:
             if self.anchor is None or self.since_anchor == self.refresh_every:
-                self.anchor, self.since_anchor = (Y, *self.far_exact(Y)), 0
+                self.anchor, self.since_anchor = (Y, *self.far_exact(Y, w)), 0
             Y0, far0, z_far0 = self.anchor
             then, z_then = self.far_sample(Y0, sample)
             far, z_far = far0 + far - then, z_far0 + z_far - z_then
             self.since_anchor += 1
-        w = self.weights(Y)
         self.z = float(w.sum()) + z_far
         return 4.0 * (self.graph_sum(exaggeration * self.p * w - w * w / self.z, Y) - far / self.z)
 
@@ -336,7 +325,7 @@ class SampledObjective:
         """KL(P || Q) = sum p log p - sum p log w + log Z, P's sum over its graph; Z the last estimate
         (`estimate`) or from an exact pass."""
         w = self.weights(Y)
-        z = self.z if estimate else self.far_exact(Y)[1] + float(w.sum())
+        z = self.z if estimate else self.far_exact(Y, w)[1] + float(w.sum())
         return float(torch.special.xlogy(self.p, self.p).sum() - (self.p * torch.log(w)).sum()) + math.log(z)
 
 
