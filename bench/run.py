@@ -279,7 +279,8 @@ def bench_tsne_sampled(codes: np.ndarray, labels: np.ndarray) -> dict:
     sampled_kl = kl_divergence(P, torch.as_tensor(sampled, dtype=P.dtype, device=P.device), 256)
     return {
         "points": len(codes), "opentsne_2d_s": opentsne_s, "sampled_s": sampled_s, "exact_s": exact_s,
-        "sampled_kl_exact_p": sampled_kl, "exact_kl": exact_tsne.kl_divergence_, "sampled_kl_own": sampled_tsne.kl_divergence_,
+        "sampled_kl_exact_p": sampled_kl, "exact_kl": exact_tsne.kl_divergence_,
+        "sampled_kl_own": sampled_tsne.kl_divergence_,
         "kl_ratio": sampled_kl / exact_tsne.kl_divergence_, "sampled_kmeans_acc": kmeans_accuracy(sampled, labels),
         "exact_kmeans_acc": kmeans_accuracy(exact, labels), "opentsne_kmeans_acc": kmeans_accuracy(opentsne, labels),
         "device": "cuda" if torch.cuda.is_available() and sampled_tsne.accelerator != "cpu" else "cpu",
