@@ -12,13 +12,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[variable] = "1"
 
+import functools
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import coverage
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -47,10 +51,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items += [item for item in slow if item not in items]
 
 
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Line coverage paused (as pytest-cov's `no_cover` marker pauses it for a whole test). For Hydra's
+    composing, which runs no line of src/ (the config's resolvers run when a value is read, later) and runs
+    twice as slowly under the coverage tracer: 0.2 s a compose, a few hundred composes in the suite."""
+    tracer = coverage.Coverage.current()
+    if tracer is None:
+        yield
+        return
+    tracer.stop()
+    try:
+        yield
+    finally:
+        tracer.start()
+
+
 def compose_config(*overrides: str, job_dir: Path | None = None, hydra_context: bool = False) -> DictConfig:
     """The job config `python -m experiments OVERRIDES` would get. With `job_dir` (or `hydra_context`) Hydra's
     own config is set as it is inside a job, its output folder `job_dir`, so `pipeline.run` can run it here."""
-    with initialize_config_dir(str(CONF), version_base="1.3", job_name="experiments"):
+    with untraced(), initialize_config_dir(str(CONF), version_base="1.3", job_name="experiments"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=job_dir is not None or hydra_context)
     if job_dir is None and not hydra_context:
         return cfg
@@ -165,16 +185,26 @@ def npy_files(tmp_path: Path) -> dict[str, str]:
 
 def wandb_summary(run_dir: str | Path) -> dict[str, Any]:
     """A W&B run's state, config, summary, name and tags, as W&B's own reader prints them."""
-    done = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--summary", "--json",
-                           str(run_dir)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    return json.loads(leet_inspect(run_dir, "--summary"))
 
 
 def wandb_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every record of a W&B run's log (run, history, summary, exit, ...), as W&B's own reader prints them."""
-    done = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(run_dir)],
+    return [json.loads(line) for line in leet_inspect(run_dir).splitlines() if line.strip()]
+
+
+def leet_inspect(run_dir: str | Path, *flags: str) -> str:
+    """`wandb leet inspect --json` of a run folder. A test reads the same run several times and each reader is
+    a process of about a second: the answer is kept until the run's log file changes (a resumed run)."""
+    logs = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(Path(run_dir).glob("*.wandb")))
+    return _leet_inspect(str(run_dir), flags, logs)
+
+
+@functools.lru_cache(maxsize=256)
+def _leet_inspect(run_dir: str, flags: tuple[str, ...], logs: tuple) -> str:  # `logs`: part of the cache key
+    done = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", *flags, "--json", run_dir],
                           capture_output=True, text=True, check=True)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return done.stdout
 
 
 def wandb_history(run_dir: str | Path) -> list[dict[str, Any]]:
