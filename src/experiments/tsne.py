@@ -309,14 +309,17 @@ class SampledObjective:
 
     def gradient(self, Y: torch.Tensor, exaggeration: float, early: bool) -> torch.Tensor:
         w = self.weights(Y)
-        sample = torch.randperm(self.n, generator=self.generator)[: self.n_samples].to(Y.device)
-        far, z_far = self.far_sample(Y, sample)
-        if not early and self.n_samples < self.n:
-            if self.anchor is None or self.since_anchor == self.refresh_every:
-                self.anchor, self.since_anchor = (Y, *self.far_exact(Y, w)), 0
+        sample = torch.randperm(self.n, generator=self.generator)[: self.n_samples].to(Y.device)  # drawn each time
+        if early or self.n_samples == self.n:
+            far, z_far = self.far_sample(Y, sample)
+        elif self.anchor is None or self.since_anchor == self.refresh_every:  # exact here: the new anchor
+            self.anchor, self.since_anchor = (Y, *self.far_exact(Y, w)), 1
+            far, z_far = self.anchor[1], self.anchor[2]
+        else:  # the exact far field at the anchor, moved by the sample's estimate of its change since then
             Y0, far0, z_far0 = self.anchor
+            now, z_now = self.far_sample(Y, sample)
             then, z_then = self.far_sample(Y0, sample)
-            far, z_far = far0 + far - then, z_far0 + z_far - z_then
+            far, z_far = far0 + now - then, z_far0 + z_now - z_then
             self.since_anchor += 1
         self.z = float(w.sum()) + z_far
         return 4.0 * (self.graph_sum(exaggeration * self.p * w - w * w / self.z, Y) - far / self.z)
