@@ -483,8 +483,10 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
                  "target: within 3x)", f"{r['sampled_s'] / r['opentsne_2d_s']:.2f}x the time",
                  f"{r['sampled_s']:.0f} s vs {r['opentsne_2d_s']:.0f} s"),
                 (f"t-SNE of {r['points']} codes into 8 dims: tsne_sampled vs tsne_exact (KL under the exact P, target: "
-                 "within 1.02; time; k-means accuracy)", f"KL {r['kl_ratio']:.3f} of it; tsne_exact takes {r['exact_s'] / r['sampled_s']:.1f}x its time",
-                 f"KL {r['sampled_kl_exact_p']:.3f} vs {r['exact_kl']:.3f}; {r['sampled_s']:.0f} s vs {r['exact_s']:.0f} s; "
+                 "within 1.02; time; k-means accuracy)",
+                 f"KL {r['kl_ratio']:.3f} of it; tsne_exact takes {r['exact_s'] / r['sampled_s']:.1f}x its time",
+                 f"KL {r['sampled_kl_exact_p']:.3f} vs {r['exact_kl']:.3f}; "
+                 f"{r['sampled_s']:.0f} s vs {r['exact_s']:.0f} s; "
                  f"k-means acc {r['sampled_kmeans_acc']:.3f} vs {r['exact_kmeans_acc']:.3f} (openTSNE 2-D: "
                  f"{r['opentsne_kmeans_acc']:.3f})")]
     if name == "help":
@@ -509,7 +511,8 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "tsne_sampled", "sweep", "ista", "joblib", "deblur", "lista", "help")
+SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "tsne_sampled", "sweep", "ista", "joblib", "deblur", "lista",
+            "help")
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ from experiments.training import Job, check_trainer, model_cache_key, model_code
 
 log = logging.getLogger(__name__)
 
-REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "tsne_sampled": "tSNE (sampled)", "umap": "UMAP",
-                  "none": "none"}
+REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "tsne_sampled": "tSNE (sampled)",
+                  "umap": "UMAP", "none": "none"}
 
 
 @dataclass
