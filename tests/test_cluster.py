@@ -11,7 +11,10 @@ import pytest
 import torch
 from conftest import QUICK, check_job, compose_config, history_keys, run_job, untraced, wandb_summary
 
+from sklearn.decomposition import PCA
+
 from experiments.errors import UserError
+from experiments.jobs.cluster import reduce_codes
 from experiments.reduce import OpenTSNE
 
 PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
@@ -91,6 +94,23 @@ def test_the_torch_tsnes_reduce_codes_to_eight_dimensions(reducer, method, tmp_p
     assert job.results["acc"] > 0.6 and job.results["tsne_kl"] > 0
 
 
+def test_the_reducer_can_embed_the_fit_images_codes_with_the_eval_images_and_keeps_the_eval_rows():
+    rng = np.random.default_rng(0)
+    fit_codes, codes = rng.normal(size=(200, 6)) * [5, 4, 3, 2, 1, 1], rng.normal(size=(50, 6)) + 3
+    together = reduce_codes(PCA(2), codes, fit_codes)
+    np.testing.assert_allclose(together, PCA(2).fit(np.concatenate([fit_codes, codes])).transform(codes), atol=1e-9)
+    alone = reduce_codes(PCA(2), codes)
+    np.testing.assert_allclose(alone, PCA(2).fit_transform(codes))
+    assert not np.allclose(np.abs(together), np.abs(alone)), "the fit codes changed the embedding"
+
+
+def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eval_images(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true")
+    n_fit, n_eval = 1000, 540  # QUICK's data.fit_limit; digits' held-out 30%, rounded up by scikit-learn
+    assert job.results["reduced_codes"] == n_fit + n_eval and job.results["reduced_dim"] == 4
+    assert len(read_csv(job.dir / "predictions.csv")) == n_eval and job.results["acc"] > 0.5
+
+
 @pytest.fixture
 def umap_compiled() -> None:
     """UMAP's first fit in a process compiles umap-learn's numba functions: 13 s on 2 cores, and 60% more
@@ -139,6 +159,9 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
+        (["task.reduce_with_fit_codes=true"], "here the eval images are the fit images; hold some out"),
+        (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],
+         r"needs more than 90 points .*\(the fit and eval images\)"),
     ],
 )
 def test_bad_cluster_settings_are_refused_by_the_check_naming_the_setting(overrides, message):
