@@ -124,10 +124,12 @@ def umap_compiled() -> None:
 
 def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path, umap_compiled):
     job = run_job(tmp_path, *QUICK, "+recipe=n2d", "model.hidden=[128,128,256]", "trainer.max_epochs=12",
-                  "reducer.n_epochs=30", "logger=none", "data.eval_limit=300", "plots.reconstructions=2")
+                  "reducer.n_epochs=30", "logger=none", "data.eval_fraction=0.3", "data.eval_limit=300",
+                  "plots.reconstructions=2")
     results = job.results
     assert (results["model"], results["reducer"], results["clusterer"]) == ("dense_autoencoder", "umap", "gmm")
     assert results["latent_dim"] == 10 and results["reduced_dim"] == 10
+    assert results["reduced_codes"] == 1000 + 300, "UMAP embeds the fit images' codes too, as N2D"
     assert results["acc"] > 0.2  # twice chance after a minute's training: the parts are wired (figures: README)
 
 
