@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import QUICK, check_job, compose_config, history_keys, run_job, untraced, wandb_summary
-
 from sklearn.decomposition import PCA
 
 from experiments.errors import UserError
