@@ -22,7 +22,7 @@ from sklearn.decomposition import PCA
 from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
-from experiments.data import ImageDataModule
+from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError
 from experiments.files import write_csv
 from experiments.fingerprint import settings_key
@@ -273,12 +273,11 @@ def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None =
 
 @torch.no_grad()
 def encode_fit_images(model: pl.LightningModule, data: ImageDataModule) -> np.ndarray:
-    """Codes of the fit images, in order, on the model's device."""
+    """Codes of the fit images, in order, on the model's device (batched as the eval images are)."""
     model.eval()
-    images = data.fit_images
-    assert images is not None, "call setup() first"
-    return torch.cat([model.encode(images[i:i + data.batch_size].to(model.device)).cpu()
-                      for i in range(0, len(images), data.batch_size)]).numpy()
+    assert data.fit_images is not None, "call setup() first"
+    loader = batches((data.fit_images,), data.batch_size, shuffle=False)
+    return torch.cat([model.encode(images.to(model.device)).cpu() for (images,) in loader]).numpy()
 
 
 @torch.no_grad()
