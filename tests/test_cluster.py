@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import QUICK, check_job, compose_config, history_keys, run_job, untraced, wandb_summary
+from hydra.utils import instantiate
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from experiments.errors import UserError
@@ -114,11 +116,22 @@ def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eva
 def umap_compiled() -> None:
     """UMAP's first fit in a process compiles umap-learn's numba functions: 13 s on 2 cores, and 60% more
     under the coverage tracer though no line of src/ runs in it. Fit the recipe's UMAP once, untraced."""
-    from hydra.utils import instantiate
-
     with untraced():
         reducer = instantiate(compose_config("+recipe=n2d", "reducer.n_epochs=5").reducer)
         reducer.fit_transform(np.random.default_rng(0).random((60, 10), dtype=np.float32))
+
+
+def test_the_raw_pixel_baseline_is_k_means_of_the_eval_images_pixels_with_nothing_trained(tmp_path):
+    job = run_job(tmp_path, *QUICK, "+recipe=raw_pixels")
+    data = instantiate(compose_config(*QUICK).data)
+    data.setup()
+    pixels = data.eval_images.flatten(1).numpy()
+    np.testing.assert_array_equal(np.load(job.dir / "codes.npy"), pixels)
+    expected = KMeans(10, n_init=10, random_state=0).fit_predict(pixels)
+    assert [int(p["label"]) for p in read_csv(job.dir / "predictions.csv")] == expected.tolist()
+    results = job.results
+    assert (results["model"], results["latent_dim"], results["reduced_dim"], results["recon_mse"]) == ("pixels", 64, 64, 0)
+    assert torch.load(results["checkpoint"], weights_only=True)["history"] == [], "no epoch ran"
 
 
 def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path, umap_compiled):

@@ -119,6 +119,9 @@ def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any,
     is this training's. A resumed training is the uninterrupted one: the data order of each epoch comes
     from (seed, epoch), and the checkpoint holds the optimiser, the callbacks' state and torch's RNG.
     """
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        log.info("%s has no parameters to train: no epochs run", type(model).__name__)
+        return []
     history = EpochHistory()
     trainer = build_trainer(trainer_cfg, logger, [history, EpochCheckpoint(checkpoint)])
     start_from = None

@@ -143,7 +143,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     if cache_status == "hit":
         replay_history(tracker, trained["history"])
     results_artifact = tracker.log_model(trained["path"], model_key, cache_status == "hit",
-                                         {"model": choices.get("model"), "latent_dim": int(cfg.model.latent_dim),
+                                         {"model": choices.get("model"), "latent_dim": int(model.hparams.latent_dim),
                                           "code_version": trained.get("code_version")})
 
     with timer("encode"):
