@@ -134,10 +134,11 @@ def test_the_raw_pixel_baseline_is_k_means_of_the_eval_images_pixels_with_nothin
     assert torch.load(results["checkpoint"], weights_only=True)["history"] == [], "no epoch ran"
 
 
-def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path, umap_compiled):
+def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path, umap_compiled, capsys):
     job = run_job(tmp_path, *QUICK, "+recipe=n2d", "model.hidden=[128,128,256]", "trainer.max_epochs=12",
                   "reducer.n_epochs=30", "logger=none", "data.eval_fraction=0.3", "data.eval_limit=300",
-                  "plots.reconstructions=2")
+                  "plots.reconstructions=2", "reducer.tqdm_kwds.delay=0")  # the bar at once: this UMAP is short
+    assert "UMAP epochs:   0%| " in capsys.readouterr().err, "UMAP, make run's longest stage, shows its progress"
     results = job.results
     assert (results["model"], results["reducer"], results["clusterer"]) == ("dense_autoencoder", "umap", "gmm")
     assert results["latent_dim"] == 10 and results["reduced_dim"] == 10
