@@ -135,6 +135,7 @@ def test_the_raw_pixel_baseline_is_k_means_of_the_eval_images_pixels_with_nothin
 
 
 def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_path, umap_compiled, capsys):
+    capsys.readouterr()  # not the fixture's UMAP: the job's
     job = run_job(tmp_path, *QUICK, "+recipe=n2d", "model.hidden=[128,128,256]", "trainer.max_epochs=12",
                   "reducer.n_epochs=30", "logger=none", "data.eval_fraction=0.3", "data.eval_limit=300",
                   "plots.reconstructions=2", "reducer.tqdm_kwds.delay=0")  # the bar at once: this UMAP is short
