@@ -266,9 +266,10 @@ def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None =
     More codes give t-SNE and UMAP denser neighbourhoods to find the clusters' shape in: N2D embeds all 70,000
     Fashion-MNIST images. Only the eval images are then clustered and scored.
     """
-    if fit_codes is None:
-        return reducer.fit_transform(codes)
-    return reducer.fit_transform(np.concatenate([fit_codes, codes]))[len(fit_codes):]
+    embedded = codes if fit_codes is None else np.concatenate([fit_codes, codes])
+    # What the stage is doing while it runs (UMAP's neighbour search, about a minute, draws no bar)
+    log.info("%s of %d codes of size %d", type(reducer).__name__, *embedded.shape)
+    return reducer.fit_transform(embedded)[len(embedded) - len(codes):]
 
 
 @torch.no_grad()
