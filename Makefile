@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: install run test sweep bench clean
+.PHONY: install run test test-gpu sweep bench clean
 
 install: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -44,6 +44,13 @@ run: install
 # Tests on every core (pytest-xdist), each worker single-threaded; line coverage of src/ printed at the end.
 test: install $(VENV)/.installed-test
 	$(PY) -m pytest -q -n auto --dist worksteal --cov --cov-report=term
+
+# On a machine with a CUDA GPU: the tests marked gpu (each kind's stages on cuda:0, the t-SNEs against the CPU),
+# then the bench's rows that have a GPU twin. Refused in one line where no GPU is visible, rather than all skipped.
+test-gpu: install $(VENV)/.installed-test
+	@$(PY) -c "import sys, torch; torch.cuda.is_available() or sys.exit('make test-gpu: no CUDA GPU is visible to torch ' + torch.__version__)"
+	$(PY) -m pytest -q -m gpu -rs
+	$(PY) bench/run.py --only throughput,tsne_exact,tsne_sampled,deblur
 
 sweep: install
 	$(PY) -m experiments +sweep=latent_dims -m

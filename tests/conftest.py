@@ -25,6 +25,7 @@ from typing import Any
 import coverage
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -49,6 +50,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     every = len(fast) // max(len(slow), 1) + 1
     items[:] = [item for i, test in enumerate(fast) for item in ([slow[i // every]] if i % every == 0 and i // every < len(slow) else []) + [test]]
     items += [item for item in slow if item not in items]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `gpu` runs where a CUDA GPU is visible and is skipped, saying so, elsewhere."""
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine: the GPU tests run where there is one (make test-gpu)")
 
 
 @contextmanager

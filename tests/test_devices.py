@@ -5,13 +5,11 @@ runs where there is a CUDA GPU and is skipped, with its reason, elsewhere."""
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import run_job
 
 ACCELERATORS = [
     pytest.param("cpu", "cpu", id="cpu"),
-    pytest.param("gpu", "cuda:0", id="gpu", marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the GPU twin runs where there is one")),
+    pytest.param("gpu", "cuda:0", id="gpu", marks=pytest.mark.gpu),
 ]
 ON = {"cpu": ["accelerator=cpu"], "gpu": ["accelerator=gpu"]}
 

@@ -78,7 +78,7 @@ def test_exact_tsne_embeds_into_more_than_three_dimensions():
     assert math.isfinite(reducer.kl_divergence_) and reducer.kl_divergence_ < 2.0
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.gpu
 def test_exact_tsne_on_the_gpu_matches_the_cpu():
     X, _ = blobs(200)
     cpu = ExactTSNE(2, n_iter=300, random_state=0, dtype="float64").fit_transform(X)
@@ -146,7 +146,7 @@ def test_sampled_tsne_reaches_the_exact_kl_in_8d_within_two_percent_and_separate
     assert cluster_accuracy(labels, predicted) > 0.95
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.gpu
 def test_sampled_tsne_on_the_gpu_reaches_the_cpus_kl():
     X, _ = blobs(400)
     cpu = SampledTSNE(8, n_iter=300, n_samples=64, random_state=0, dtype="float64")
