@@ -2,7 +2,8 @@
 Literature figures stand beside the ratio as references, never as its baseline.
 
 1. sweep: the nine-job latent_dims sweep on Fashion-MNIST, wall time with the model cache vs cache=false.
-2. throughput: autoencoder training, the Lightning module vs a plain PyTorch loop of the same model.
+2. throughput: autoencoder training, the Lightning module vs a plain PyTorch loop of the same model (on the CPU,
+   and on the GPU too where one is visible).
 3. tsne: the t-SNE stage, openTSNE vs scikit-learn's TSNE on the same autoencoder codes (time and KL).
 4. mlp: the default model=mlp on raw pixels against scikit-learn's MLPClassifier trained as long on the same
    images (test accuracy), and manual vs autograd gradients (s/epoch).
