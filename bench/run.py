@@ -407,6 +407,11 @@ def seconds(s: float) -> str:
     return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s" if s >= 1 else f"{s:.2f} s"
 
 
+def faster(speedup: float) -> str:
+    """A speed ratio in words that stay true either way: "2.42x faster", or "1.05x slower" below 1."""
+    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
+
+
 def reached(n: int | None) -> str:
     return "not reached" if n is None else f"{n:,}"
 
@@ -422,7 +427,7 @@ def iteration_ratio(ours: int | None, baseline: int | None) -> str:
 def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
     """The table rows of one section's measurements: (figure, ratio against its in-run baseline, absolute)."""
     if name == "sweep":
-        return [("latent_dims sweep, 9 jobs: model cache vs cache=false (wall time)", f"{r['speedup']:.2f}x faster",
+        return [("latent_dims sweep, 9 jobs: model cache vs cache=false (wall time)", faster(r["speedup"]),
                  f"{r['cached_s']:.0f} s vs {r['uncached_s']:.0f} s")]
     if name == "throughput":
         on = {a: r[a] for a in ("cpu", "gpu") if a in r} or {"cpu": r}  # a bench.json from before the GPU rows
@@ -430,7 +435,7 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
                  f"{t['ratio']:.2f} of plain", f"{t['lightning_img_s']:.0f} vs {t['plain_img_s']:.0f} img/s")
                 for a, t in on.items()]
     if name == "tsne":
-        return [(f"t-SNE of {r['points']} codes: openTSNE vs scikit-learn TSNE (time; KL)", f"{r['speedup']:.2f}x faster",
+        return [(f"t-SNE of {r['points']} codes: openTSNE vs scikit-learn TSNE (time; KL)", faster(r["speedup"]),
                  f"{r['opentsne_s']:.1f} s vs {r['sklearn_s']:.1f} s; KL {r['opentsne_kl']:.3f} vs {r['sklearn_kl']:.3f}")]
     if name == "mlp":
         rows = [("MLP epoch, gradients=manual vs autograd (s/epoch)", f"{r['manual_over_autograd']:.2f}x the time",
@@ -443,7 +448,7 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
         return rows
     if name == "joblib":
         return [("latent_dims sweep, 9 jobs: joblib launcher (n_jobs=2, 1 thread each) vs basic launcher (wall time)",
-                 f"{r['speedup']:.2f}x the speed", f"{r['joblib_s']:.0f} s vs {r['basic_s']:.0f} s")]
+                 faster(r["speedup"]), f"{r['joblib_s']:.0f} s vs {r['basic_s']:.0f} s")]
     if name == "ista":
         return [
             ("Lasso 250x500, lam = 0.1 lam_max: iterations to 1e-6 relative suboptimality, FISTA vs ISTA (references: "
