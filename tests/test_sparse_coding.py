@@ -71,7 +71,8 @@ def test_bad_sparse_coding_settings_are_refused():
 
 
 def test_sparse_coding_runs_the_cluster_job_with_its_sparsity_and_atoms(tmp_path):
-    job = run_job(tmp_path, *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false", "logger=wandb")
+    sparse_coding = ["model=ista", "model.latent_dim=48", "reducer=pca", "reducer.n_components=8", "plots.tsne=false"]
+    job = run_job(tmp_path, *QUICK, *sparse_coding, "logger=wandb")
     results = job.results
     assert results["model"] == "ista" and results["latent_dim"] == 48
     assert 0.2 < results["code_sparsity"] < 1.0
@@ -82,7 +83,6 @@ def test_sparse_coding_runs_the_cluster_job_with_its_sparsity_and_atoms(tmp_path
     history = {k.split(".")[0] for k in history_keys(results["wandb_dir"])}
     assert {"train/sparsity", "train/recon_mse", "atoms"} <= history, "curves and the atoms image reach W&B"
 
-    again = run_job(tmp_path, *QUICK, "model=ista", "model.latent_dim=48", "plots.tsne=false", "logger=none",
-                    name="again")
+    again = run_job(tmp_path, *QUICK, *sparse_coding, "logger=none", name="again")
     assert again.results["cache"] == "hit", "the learned dictionary is cached like an autoencoder"
     assert again.results["acc"] == results["acc"] and again.results["recon_mse"] == pytest.approx(results["recon_mse"])
