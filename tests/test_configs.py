@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import CONF, check_job, compose_config
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -112,7 +113,7 @@ def test_every_accelerator_merges_into_the_trainer(option):
     assert cfg.trainer.accelerator in ("cpu", "gpu", "auto") and "precision" in cfg.trainer
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         # It asks for the GPU it names rather than falling back to the CPU (built where there is a GPU).
-        with pytest.raises(Exception, match="No supported gpu backend found"):
+        with pytest.raises(InstantiationException, match="No supported gpu backend found"):
             instantiate(cfg.trainer, logger=False)
         return
     assert instantiate(cfg.trainer, logger=False).max_epochs >= 1
