@@ -45,10 +45,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from experiments.console import LIGHTNING_INFO, quiet_library_warnings  # noqa: E402
-from experiments.data import Digits, FashionMNIST, ImageDataModule, batches  # noqa: E402
-from experiments.models.autoencoder import ConvAutoencoder  # noqa: E402
-from experiments.reduce import OpenTSNE  # noqa: E402
+from experiments.console import LIGHTNING_INFO, quiet_library_warnings
+from experiments.data import Digits, FashionMNIST, ImageDataModule, batches
+from experiments.models.autoencoder import ConvAutoencoder
+from experiments.reduce import OpenTSNE
 
 
 def machine() -> str:
