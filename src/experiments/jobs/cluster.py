@@ -1,7 +1,8 @@
 """task=cluster: fit (or load) an encoder -> encode the eval images -> reduce -> cluster -> score -> plots.
 
-The Kaggle report's job (seed 001): the encoder is model=autoencoder or model=ista (sparse coding), the
-reducer and clusterer are scikit-learn estimators (or adapters that behave as such).
+The Kaggle report's job (seed 001): the encoder is model=autoencoder, dense_autoencoder (N2D's), ista (sparse
+coding) or pixels (the raw-pixel baseline); the reducer and clusterer are scikit-learn estimators (or adapters
+that behave as such).
 """
 
 from __future__ import annotations
