@@ -113,7 +113,7 @@ def lightning_epoch(data: ImageDataModule, seed: int, accelerator: str) -> float
         max_epochs=1, accelerator=accelerator, devices=1, logger=False, callbacks=[clock], limit_val_batches=0,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
-    trainer.fit(model, train_dataloaders=data.train_dataloader())
+    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
     return clock.seconds[0]
 
 
@@ -231,7 +231,7 @@ def trained_codes(data: ImageDataModule, n_points: int) -> np.ndarray:
     model = ConvAutoencoder(data.image_shape)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, limit_val_batches=0, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train_dataloaders=data.train_dataloader())
+    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
     with torch.no_grad():
         return model.eval().encode(data.eval_images[:n_points]).numpy().astype(np.float64)
 
@@ -548,10 +548,10 @@ def main() -> None:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # The Trainers built here (throughput, mlp) say what the CLI's jobs keep quiet: the device
-    # lines and tips (INFO), the skipped validation loop of a model trained without one, torch's LeafSpec notice.
+    # The Trainers built here (throughput, the t-SNE sections' codes) quiet, as the CLI's jobs are: Lightning's
+    # device lines and tips (INFO), torch's LeafSpec notice. (Their eval loader is given and limit_val_batches=0
+    # skips it, as the jobs' data module does, so Lightning does not warn of a missing validation loop.)
     logging.getLogger(LIGHTNING_INFO).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
     quiet_library_warnings()
     data_overrides = ["data=digits", "trainer.max_epochs=2", "plots.max_points=500"] if args.quick else []
     data = Digits(eval_fraction=0.3) if args.quick else FashionMNIST()
