@@ -172,6 +172,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["model=mlp", "task=cluster"], "task=cluster clusters an encoder's codes"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
+        (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 trains without end; give a number of epochs"),
         (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
@@ -188,6 +189,18 @@ def test_bad_cluster_settings_are_refused_by_the_check_naming_the_setting(overri
 def test_an_unknown_score_is_refused_with_the_kinds_scores(tmp_path):
     with pytest.raises(UserError, match="task.score='psnr' is not a score of task=cluster; use one of public_score"):
         run_job(tmp_path, *QUICK, "task.score=psnr")
+
+
+def test_lightnings_endless_max_epochs_passes_with_something_else_to_end_it():
+    check_job("data=digits", "trainer.max_epochs=-1", "+trainer.max_steps=20")
+    check_job("data=digits", "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00")
+
+
+@pytest.mark.parametrize("seed", ["abc", "-1", "1.5", "null", "true", "4294967296"])
+def test_a_seed_that_is_not_a_32_bit_whole_number_is_refused_before_anything_runs(tmp_path, seed):
+    with pytest.raises(UserError, match="seed=.*: use a whole number from 0 to 4294967295"):
+        run_job(tmp_path, *QUICK, f"seed={seed}", "logger=wandb")
+    assert not (tmp_path / "run" / "wandb").exists() and not list((tmp_path / "cache").glob("*"))
 
 
 def test_a_refused_setting_fails_before_training_and_before_a_wandb_run(tmp_path):

@@ -107,8 +107,10 @@ def test_a_finished_job_is_skipped_only_when_its_config_and_code_match(tmp_path,
     with caplog.at_level(logging.INFO):
         assert finished_results(tmp_path, "c1", "v2") is None, "other code: run again"
     assert "made by code v1, the code is now v2" in caplog.text
-    with pytest.raises(UserError, match="holds the results of a different config"):
+    with pytest.raises(UserError, match="holds the results of a different config; choose another hydra.sweep.dir"):
         finished_results(tmp_path, "c2", "v1")
+    with pytest.raises(UserError, match="choose another hydra.run.dir"):  # a single run's folder
+        finished_results(tmp_path, "c2", "v1", "hydra.run.dir")
 
 
 @pytest.mark.parametrize("content", ["", '{"acc": 0.5', "[]", '{"acc": 0.5}'])

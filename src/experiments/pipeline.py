@@ -23,6 +23,7 @@ from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
+from experiments.errors import UserError
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
 from experiments.launch import check_ddp, limit_threads, read_sweep_plan
@@ -31,6 +32,8 @@ from experiments.tracking import RunIdentity, Tracker, make_logger, sweep_group
 from experiments.training import Job, StageTimer, resolved
 
 log = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Lightning's seed_everything also seeds, takes 32 bits
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -42,6 +45,7 @@ def run(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     kind = jobs.load(cfg.task.kind)
     score, direction = kind.score(cfg.task.get("score"))
+    check_seed(cfg.seed)
     check_accelerator(cfg.trainer)
     ddp = cfg.trainer.get("strategy") == "ddp"
     if ddp:
@@ -61,7 +65,8 @@ def run(cfg: DictConfig) -> float | None:
     counter = job_counter(hydra_cfg, plan)
     if counter:
         log.info("%s: %s", counter, identity.name)
-    if cfg.resume and (done := finished_results(job_dir, config_hash, code)) is not None:
+    folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if cfg.resume and (done := finished_results(job_dir, config_hash, code, folder)) is not None:
         log.info("already finished with this config and code (%s), skipped (resume=true): %s", code,
                  job_dir / "results.json")
         return done.get(score)
@@ -99,6 +104,14 @@ def run(cfg: DictConfig) -> float | None:
     if counter:
         log.info("%s done: %s", counter, line)
     return results.get(score)
+
+
+def check_seed(seed: Any) -> None:
+    """One seed, a whole number numpy and torch accept, for every random draw of the job (Lightning's
+    seed_everything would fail on anything else with a traceback, or take a seed of its own for null)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed={seed!r}: use a whole number from 0 to {MAX_SEED}; it seeds every random draw "
+                        "of the job (training, data order, reducer, clusterer, the public/private split)")
 
 
 def run_identity(kind: jobs.JobKind, hydra_cfg: DictConfig, plan: dict[str, Any] | None) -> RunIdentity:

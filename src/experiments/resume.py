@@ -71,10 +71,12 @@ def results_key(config: dict[str, Any], data_digest: str) -> str:
     return settings_key({"config": kept, "data_files": data_digest})
 
 
-def finished_results(job_dir: Path, config_hash: str, code: str) -> dict[str, Any] | None:
+def finished_results(job_dir: Path, config_hash: str, code: str, folder: str = "hydra.sweep.dir"
+                     ) -> dict[str, Any] | None:
     """The job folder's results.json if the job already finished with this config and this code; else None.
 
-    Results of another config in the same folder are an error: resuming over them would mix two sweeps.
+    Results of another config in the same folder are an error, naming the setting that chooses the folder
+    (`folder`): resuming over them would mix two sweeps.
     Results of other code are recomputed (said in the log). An unreadable results.json (a crash while it
     was written, on a filesystem that lost it) counts as unfinished.
     """
@@ -91,7 +93,7 @@ def finished_results(job_dir: Path, config_hash: str, code: str) -> dict[str, An
         return None
     if results["config_hash"] != config_hash:
         raise UserError(
-            f"resume: {job_dir} holds the results of a different config; choose another hydra.sweep.dir "
+            f"resume: {job_dir} holds the results of a different config; choose another {folder} "
             "(or resume=false to overwrite it)"
         )
     if results.get("code_version") != code:

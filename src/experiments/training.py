@@ -100,7 +100,11 @@ def build_trainer(trainer_cfg: DictConfig, logger: Any, callbacks: list[pl.Callb
 
 def check_trainer(trainer_cfg: DictConfig) -> None:
     """Build the Trainer once, so Lightning's own checks of its settings (max_epochs, precision, devices,
-    strategy, callbacks) fail before any training or W&B run."""
+    strategy, callbacks) fail before any training or W&B run; and refuse a training nothing would end."""
+    no_limit = trainer_cfg.get("max_epochs") == -1 and trainer_cfg.get("max_steps", -1) in (-1, None)  # Lightning's
+    if no_limit and not trainer_cfg.get("max_time") and not trainer_cfg.get("callbacks"):  # (an early stop may end it)
+        raise UserError("trainer.max_epochs=-1 trains without end; give a number of epochs, or a limit to stop at "
+                        "(+trainer.max_steps=N, +trainer.max_time=DD:HH:MM:SS)")
     try:
         with quiet(LIGHTNING_INFO):  # the real Trainer says "GPU available: ..." once, when it is built
             build_trainer(trainer_cfg, None, [])
