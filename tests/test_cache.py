@@ -1,11 +1,14 @@
 import multiprocessing as mp
+import os
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUICK, run_job
 
 from experiments.cache import Cache
+from experiments.errors import UserError
 from experiments.fingerprint import settings_key as cache_key
 
 
@@ -76,3 +79,14 @@ def test_parallel_jobs_needing_the_same_model_train_it_once(tmp_path):
         hits = pool.starmap(slow_train_and_count, [(str(tmp_path / "cache"), str(counter))] * 3)
     assert Path(counter).read_text().count("trained") == 1
     assert sorted(hits) == [False, True, True]
+
+
+def test_a_cache_folder_that_cannot_be_made_or_written_is_refused_before_training_or_wandb(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=r"cache_dir=.*a_file/cache: cannot create it \(Not a directory\)"):
+        run_job(tmp_path, *QUICK, f"cache_dir={blocker / 'cache'}", "logger=wandb")
+    assert not (tmp_path / "run" / "wandb").exists(), "no W&B run was created"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a folder of another user's looks (root writes anywhere)
+    with pytest.raises(UserError, match="shared: this user cannot write there; choose another folder, or cache=false"):
+        Cache(tmp_path / "shared").create()

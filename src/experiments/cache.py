@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from experiments.errors import UserError
 from experiments.files import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,17 @@ class Cache:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    def create(self) -> None:
+        """Make the folder, or say in one line why it cannot be: before a job trains what it would store."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cache_dir={self.root}: cannot create it ({e.strerror}); choose another folder, "
+                            "or cache=false") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise UserError(f"cache_dir={self.root}: this user cannot write there; choose another folder, "
+                            "or cache=false")
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"

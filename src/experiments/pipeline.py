@@ -77,12 +77,14 @@ def run(cfg: DictConfig) -> float | None:
             data.setup()
     with timer("check"):
         plan = kind.check(cfg, data)
+        cache = Cache(cfg.cache_dir) if cfg.cache else None
+        if cache is not None:
+            cache.create()
 
     # In a sweep every job's run goes to the sweep folder's wandb/, one workspace; a single run keeps its own.
     root = Path(hydra_cfg.sweep.dir) if multirun else job_dir
     logger = make_logger(cfg.logger, root, identity, resolved(cfg), run_id=stable_run_id(job_dir))
     tracker = Tracker(job_dir, logger)
-    cache = Cache(cfg.cache_dir) if cfg.cache else None
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, tracker, timer, cache, key)
     failed = True
     try:

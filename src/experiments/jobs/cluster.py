@@ -80,8 +80,18 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
             raise UserError(f"{e} (the {reduced_images})") from None
     clusterer = within_thread_budget(instantiate(cfg.clusterer, n_clusters=n_clusters))
     check_estimator("clusterer", clusterer)
+    check_plots(cfg.plots)
     check_trainer(cfg.trainer)
     return Plan(model, reducer, clusterer, n_clusters)
+
+
+def check_plots(settings: DictConfig) -> None:
+    """The plots come last, after training: their settings are checked first."""
+    if settings.reconstructions < 1:
+        raise UserError(f"plots.reconstructions={settings.reconstructions} must be at least 1 (images in the "
+                        "reconstructions panel)")
+    if settings.max_points < 2:
+        raise UserError(f"plots.max_points={settings.max_points} must be at least 2 (codes drawn in the 2-D plots)")
 
 
 def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
