@@ -105,15 +105,18 @@ class Job:
         return json.loads((self.dir / "results.json").read_text())
 
 
-def run_job(tmp_path: Path, *overrides: str, name: str = "run", cache: Path | None = None) -> Job:
+def run_job(tmp_path: Path, *overrides: str, name: str = "run", cache: Path | None = None,
+            figures: bool = False) -> Job:
     """One job through `pipeline.run`, in this process, in `tmp_path/name`, its cache in `tmp_path/cache`.
     Without Lightning's progress bar: drawing it is a good share of a small job's time (the end-to-end tests
     keep it, as a user has it). Without a W&B run unless an override names the logger (`logger=wandb`,
-    `logger.mode=...`): starting and closing one costs a small job half a second to a second."""
+    `logger.mode=...`): starting and closing one costs a small job half a second to a second. Without figures
+    unless `figures=True` (the tests of what a job draws): matplotlib costs a small job one to two seconds,
+    twice that under coverage's tracer."""
     job_dir = tmp_path / name
     quiet = [] if any(o.startswith("logger") for o in overrides) else ["logger=none"]
     cfg = compose_config(f"cache_dir={cache or tmp_path / 'cache'}", "trainer.enable_progress_bar=false", *quiet,
-                         *overrides, job_dir=job_dir)
+                         f"plots.enabled={str(figures).lower()}", *overrides, job_dir=job_dir)
     return Job(job_dir, pipeline.run(cfg))
 
 

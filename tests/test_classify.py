@@ -14,7 +14,7 @@ MLP = ["model=mlp", "data=digits", "data.eval_fraction=0.3", "model.optimizer=ad
 
 
 def test_mlp_on_digits_scores_test_accuracy_and_logs_curves_and_confusion(tmp_path):
-    job = run_job(tmp_path, *MLP, "trainer.max_epochs=15", "logger=wandb")
+    job = run_job(tmp_path, *MLP, "trainer.max_epochs=15", "logger=wandb", figures=True)
     r = job.results
     assert r["kind"] == "classify" and job.score == r["test_acc"] > 0.9, "an MLP classifies held-out digits well"
     assert r["top1_error"] == pytest.approx(1 - r["test_acc"]) and r["top5_error"] < r["top1_error"]

@@ -27,7 +27,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_path):
-    job = run_job(tmp_path, *QUICK, "model.latent_dim=16", "logger=wandb")
+    job = run_job(tmp_path, *QUICK, "model.latent_dim=16", "logger=wandb", figures=True)
     results = job.results
     assert results["kind"] == "cluster" and results["score"] == "public_score" and job.score == results["public_score"]
     assert results["acc"] > 0.6, "a trained autoencoder + t-SNE + k-means separates the digits far above chance"
@@ -50,14 +50,18 @@ def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_p
     assert {"train/loss_epoch", "val/recon_mse"} <= history_keys(results["wandb_dir"]), "training curves reach W&B"
 
 
-def test_a_second_job_with_the_same_settings_loads_the_model_the_first_trained(tmp_path):
-    first = run_job(tmp_path, *QUICK, *PCA4, "logger=none", name="first")
-    second = run_job(tmp_path, *QUICK, *PCA4, "logger=none", name="second")
+def test_a_second_job_with_the_same_settings_loads_the_model_and_the_t_sne_view_the_first_made(tmp_path):
+    settings = [*QUICK, "reducer=pca", "reducer.n_components=4", "logger=none"]  # PCA: the t-SNE view is a plot's
+    first = run_job(tmp_path, *settings, name="first", figures=True)
+    second = run_job(tmp_path, *settings, name="second", figures=True)
     assert (first.results["cache"], second.results["cache"]) == ("miss", "hit")
     assert second.results["checkpoint"] == first.results["checkpoint"]
     assert second.results["model_code_version"] == first.results["model_code_version"]
     assert second.results["acc"] == first.results["acc"]
     assert first.results["wandb_dir"] is None
+    tsne_rows = [[row for row in read_csv(job.dir / "embedding_2d.csv") if row["method"] == "tsne"] for job in (first, second)]
+    assert len(tsne_rows[0]) == 300 and tsne_rows[0] == tsne_rows[1]
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2, "the model and its t-SNE view, each made once"
 
 
 def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tmp_path):

@@ -18,7 +18,8 @@ from experiments.errors import UserError
 from experiments.launch import check_ddp
 from experiments.summary import SweepSummary
 
-SMALL = ["data=digits", "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.tsne=false"]
+# The launchers are what these tests prove: the jobs draw no figures (test_cli's runs do)
+SMALL = ["data=digits", "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.enabled=false"]
 
 
 def summary_rows(sweep):

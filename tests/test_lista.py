@@ -59,7 +59,7 @@ def test_nmse_db():
 
 
 def test_lista_job_beats_ista_and_fista_at_t_steps_and_reports_it(tmp_path):
-    job = run_job(tmp_path, *SMALL, "logger=wandb")
+    job = run_job(tmp_path, *SMALL, "logger=wandb", figures=True)
     results = job.results
     assert results["kind"] == "lista" and (results["score"], results["score_direction"]) == ("nmse_db_lista", "min")
     assert job.score == results["nmse_db_lista"]

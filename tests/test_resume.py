@@ -131,7 +131,7 @@ def test_a_job_run_again_is_skipped_and_returns_its_score(tmp_path):
 def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_killed_training(tmp_path):
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     settings = ["data=digits", "model.latent_dim=8,16", "trainer.max_epochs=12", "reducer=pca", "reducer.n_components=2",
-                "plots.tsne=false"]
+                "plots.enabled=false"]
     command = [sys.executable, "-m", "experiments", f"hydra.sweep.dir={sweep}", *settings, "-m"]
     process = subprocess.Popen(command, cwd=REPO, env=cli_env(cache), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

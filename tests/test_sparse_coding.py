@@ -72,7 +72,7 @@ def test_bad_sparse_coding_settings_are_refused():
 
 def test_sparse_coding_runs_the_cluster_job_with_its_sparsity_and_atoms(tmp_path):
     sparse_coding = ["model=ista", "model.latent_dim=48", "reducer=pca", "reducer.n_components=8", "plots.tsne=false"]
-    job = run_job(tmp_path, *QUICK, *sparse_coding, "logger=wandb")
+    job = run_job(tmp_path, *QUICK, *sparse_coding, "logger=wandb", figures=True)
     results = job.results
     assert results["model"] == "ista" and results["latent_dim"] == 48
     assert 0.2 < results["code_sparsity"] < 1.0

@@ -74,10 +74,15 @@ def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
     codes = table(job.results["wandb_dir"], "codes")
     assert codes["columns"] == ["index", "label", "cluster", "code"] and len(codes["data"]) == 300
     assert all(len(row[3]) == 12 for row in codes["data"]), "the codes themselves, for the embedding projector"
+    # drawn without figures (plots.enabled=false, run_job's default): no PNG, image panel or 2-D view anywhere
+    assert not (job.dir / "plots").exists() and not (job.dir / "embedding_2d.csv").exists()
+    media = {path.name.split("_")[0] for path in Path(job.results["wandb_dir"]).glob("files/media/*/*")}
+    assert media == {"assignments", "codes"}, media
 
 
 def test_the_classifier_logs_its_predictions_and_w_and_bs_own_confusion_matrix(tmp_path):
-    job = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2", "logger=wandb")
+    job = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2", "logger=wandb",
+                  figures=True)
     keys = {key.split(".")[0] for row in wandb_history(job.results["wandb_dir"]) for key in row}
     assert {"confusion_matrix", "confusion_matrix_chart_table", "predictions"} <= keys
     assert len(table(job.results["wandb_dir"], "predictions")["data"]) == 540

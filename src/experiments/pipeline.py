@@ -84,7 +84,7 @@ def run(cfg: DictConfig) -> float | None:
     # In a sweep every job's run goes to the sweep folder's wandb/, one workspace; a single run keeps its own.
     root = Path(hydra_cfg.sweep.dir) if multirun else job_dir
     logger = make_logger(cfg.logger, root, identity, resolved(cfg), run_id=stable_run_id(job_dir))
-    tracker = Tracker(job_dir, logger)
+    tracker = Tracker(job_dir, logger, figures=cfg.plots.enabled)
     job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, tracker, timer, cache, key)
     failed = True
     try:

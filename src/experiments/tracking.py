@@ -9,6 +9,7 @@ SWEEP_DIR/wandb/, one workspace: `wandb leet SWEEP_DIR/wandb` shows them side by
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,16 @@ def make_logger(logger_cfg: DictConfig, root: Path, identity: RunIdentity, confi
 
 
 class Tracker:
-    """One job's records: figures, tables and images go to the job folder and, if open, the W&B run."""
+    """One job's records: figures, tables and images go to the job folder and, if open, the W&B run.
 
-    def __init__(self, job_dir: Path, logger: Logger | None) -> None:
+    With `figures=False` (plots.enabled=false) no figure is drawn and no image panel logged: a second or
+    more of matplotlib a job that a long sweep may not want; scores, tables and curves are recorded as ever.
+    """
+
+    def __init__(self, job_dir: Path, logger: Logger | None, figures: bool = True) -> None:
         self.job_dir = job_dir
         self.logger = logger
+        self.figures = figures
         self.plots_dir = job_dir / "plots"
 
     @property
@@ -161,10 +167,14 @@ class Tracker:
             self.logger.declare(values)
             self.wandb_run.log(values)
 
-    def log_figure(self, name: str, fig: Figure) -> Path:
-        """Save `plots/<name>.png` and log it to W&B as an image under `name`."""
+    def log_figure(self, name: str, draw: Callable[..., Figure], *args: Any) -> Path | None:
+        """Draw the figure (`draw(*args)`, only where figures are on), save `plots/<name>.png` and log it to
+        W&B as an image under `name`."""
+        if not self.figures:
+            return None
         import matplotlib.pyplot as plt
 
+        fig = draw(*args)
         path = self.plots_dir / f"{name.replace('/', '_')}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
@@ -177,7 +187,7 @@ class Tracker:
 
     def log_images(self, name: str, images: list[np.ndarray], captions: list[str]) -> None:
         """A W&B image panel; images are (H, W) or (H, W, C) in [0, 1]."""
-        if self.wandb_run is not None:
+        if self.figures and self.wandb_run is not None:
             import wandb
 
             panel = [wandb.Image(to_uint8_pixels(image), caption=c) for image, c in zip(images, captions)]

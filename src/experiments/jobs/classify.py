@@ -144,13 +144,13 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     results["model_artifact"] = tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})
 
     with timer("plots"):
-        tracker.log_figure("confusion_matrix", plots.confusion_figure(confusion, classes.tolist()))
-        if tracker.wandb_run is not None:  # W&B's own chart beside the PNG
+        tracker.log_figure("confusion_matrix", plots.confusion_figure, confusion, classes.tolist())
+        if tracker.figures and tracker.wandb_run is not None:  # W&B's own chart beside the PNG
             import wandb
 
             tracker.log({"confusion_matrix_chart": wandb.plot.confusion_matrix(
                 y_true=truth.tolist(), preds=predicted.tolist(), class_names=[str(c) for c in classes])})
-        tracker.log_figure("curves", plots.curves_figure(history))
+        tracker.log_figure("curves", plots.curves_figure, history)
     return results
 
 

@@ -211,7 +211,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     with timer("plots"):
         log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
         if hasattr(model, "atoms"):  # a dictionary's atoms are images: show them
-            tracker.log_figure("atoms", plots.image_grid_figure(model.atoms().cpu().numpy(), "dictionary atoms"))
+            tracker.log_figure("atoms", plots.image_grid_figure, model.atoms().cpu().numpy(), "dictionary atoms")
         views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
         log_embeddings(tracker, views, cfg.plots.tsne, reduced, labels, clusters, choices.get("reducer"))
         # The codes themselves (a sample), one vector per row: W&B's embedding projector maps this column.
@@ -312,7 +312,7 @@ def log_reconstructions(tracker: Any, data: ImageDataModule, reconstructions: np
     captions = [
         (f"#{i} " if labels is None else f"#{i} class {labels[i]} ") + f"MSE {mse[i]:.4f}" for i in ids
     ]
-    tracker.log_figure("reconstructions", plots.reconstruction_figure(originals, reconstructions[ids], captions))
+    tracker.log_figure("reconstructions", plots.reconstruction_figure, originals, reconstructions[ids], captions)
     stacked = [np.concatenate([originals[k], reconstructions[i]], axis=1) for k, i in enumerate(ids)]
     tracker.log_images("reconstructions_panel", [plots.to_displayable(s) for s in stacked], captions)
 
@@ -354,8 +354,8 @@ def log_embeddings(
     clusters: np.ndarray,
     reducer_name: str | None,
 ) -> None:
-    """2-D PCA and t-SNE views of the codes, as figures and one explorable table."""
-    if views.codes.shape[1] < 2:
+    """2-D PCA and t-SNE views of the codes, as figures and one explorable table (none without figures)."""
+    if views.codes.shape[1] < 2 or not tracker.figures:
         return
     makers = {"pca": views.pca, **({"tsne": views.tsne} if with_tsne else {})}
     if reduced.shape[1] == 2 and reducer_name in makers:
@@ -366,7 +366,7 @@ def log_embeddings(
         coords = make()
         sample_labels = None if labels is None else labels[sample]
         title = f"{'PCA' if method == 'pca' else 't-SNE'} of the codes"
-        tracker.log_figure(f"embedding/{method}", plots.embedding_figure(coords, sample_labels, clusters[sample], title))
+        tracker.log_figure(f"embedding/{method}", plots.embedding_figure, coords, sample_labels, clusters[sample], title)
         rows += [
             [method, int(i), float(x), float(y), None if labels is None else int(labels[i]), int(clusters[i])]
             for i, (x, y) in zip(sample, coords)

@@ -265,7 +265,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         as_images = {name: columns.T.reshape(channels, height, width).cpu().numpy() for name, columns in panels.items()}
         captions = ["original", f"blurred {results['psnr_blurred']:.2f} dB",
                     f"ISTA {results['psnr_ista']:.2f} dB", f"FISTA {results['psnr_fista']:.2f} dB"]
-        tracker.log_figure("deblurring", plots.image_row_figure(list(as_images.values()), captions))
+        tracker.log_figure("deblurring", plots.image_row_figure, list(as_images.values()), captions)
         tracker.log_images("deblurring_panel", [plots.to_displayable(i) for i in as_images.values()], captions)
         np.save(job.dir / "restored_fista.npy", as_images["fista"].astype(np.float32))
     return results
@@ -311,7 +311,7 @@ def log_curves(job: Job, curves: dict[str, list[float]], optimum: float | None) 
     names = list(curves)
     rows = [[i + 1] + [c[i] if i < len(c) else None for c in curves.values()] for i in range(n)]
     write_csv(job.dir / "curves.csv", ["iteration", *names], rows)
-    job.tracker.log_figure("deblurring_curves", plots.solver_curves_figure(curves, optimum))
+    job.tracker.log_figure("deblurring_curves", plots.solver_curves_figure, curves, optimum)
     run = job.tracker.wandb_run
     if run is not None:
         run.define_metric("solver/iteration")

@@ -231,7 +231,7 @@ def run(job: Job, plan: None) -> dict[str, Any]:
 
     with timer("plots"):
         tracker.log_table("code_error", ["method", "iterations_or_layers", "against", "nmse_db"], rows)
-        tracker.log_figure("code_error", plots.code_error_figure(curves, layers))
+        tracker.log_figure("code_error", plots.code_error_figure, curves, layers)
         log_error_chart(tracker, curves)
     log.info("NMSE vs %s after %d: LISTA %.2f dB, ISTA %.2f dB, FISTA %.2f dB", score, layers, lista_error,
              results[f"ista_nmse_db_vs_{score}"], results[f"fista_nmse_db_vs_{score}"])
