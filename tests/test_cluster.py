@@ -156,6 +156,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
     [
         (["model.latent_dim=0"], "model.latent_dim must be at least 1"),
         (["reducer=umap", "reducer.n_neighbors=1"], "reducer.n_neighbors=1 must be at least 2"),
+        (["reducer=umap", "reducer.metric=cosin"], "reducer.metric='cosin' is not one of umap-learn's metrics"),
         (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* dimension 32 .* use 1..32"),
         (["reducer=pca", "reducer.n_components=600", "model.latent_dim=1000", "data.eval_limit=500"], "use 1..500"),
         (["reducer=tsne_exact", "reducer.n_components=0"], "n_components"),

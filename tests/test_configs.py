@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments import jobs
+from experiments.errors import one_line
 from experiments.jobs import cluster
 from experiments.tracking import RunIdentity, make_logger
 
@@ -180,3 +181,12 @@ def test_copies_of_hydras_config_repository_share_the_config_store_and_loads_sti
     # and a composed config with structured configs is what it was
     assert compose_config("hydra/launcher=joblib", hydra_context=True) is not None
     assert HydraConfig.get().launcher.n_jobs == -1
+
+
+def test_a_library_error_in_a_constructor_is_one_line_naming_the_class_it_was_building():
+    cfg = compose_config("data=digits", "model.latent_dim=abc")
+    with pytest.raises(InstantiationException) as caught:
+        instantiate(cfg.model, image_shape=(1, 8, 8))
+    named = one_line(caught.value, name_target=True)  # as `python -m experiments` prints it
+    assert named.startswith("ConvAutoencoder: TypeError: '<' not supported between instances of ")
+    assert named.endswith(one_line(caught.value))

@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     except (UserError, InstantiationException) as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e, name_target=True)}", file=sys.stderr)
         sys.exit(2)
 
 

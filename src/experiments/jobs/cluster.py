@@ -72,6 +72,13 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     if isinstance(n_neighbors, int) and not 2 <= n_neighbors < n_reduced:
         raise UserError(f"reducer.n_neighbors={n_neighbors} must be at least 2 and below the {n_reduced} "
                         f"{reduced_images}")
+    metric = getattr(reducer, "metric", None)
+    if type(reducer).__name__ == "UMAP" and isinstance(metric, str):  # umap-learn checks it only when it fits
+        from umap.distances import named_distances
+
+        if metric not in named_distances:
+            raise UserError(f"reducer.metric={metric!r} is not one of umap-learn's metrics: use euclidean, cosine, "
+                            "manhattan, correlation, ... (umap.distances.named_distances lists them)")
     perplexity = getattr(reducer, "perplexity", None)
     if isinstance(perplexity, (int, float)):
         try:
