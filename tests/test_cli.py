@@ -91,7 +91,7 @@ def test_a_sweep_writes_a_sorted_summary_one_wandb_run_per_job_and_trains_each_m
 def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
     sweep = tmp_path / "sweep"
     run = run_cli(sweep, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2",
-                  "model.loss=cross_entropy,mse", "model.lr=0.1", multirun=True)
+                  "model.loss=cross_entropy,mse", "model.lr=0.1", "plots.enabled=false", multirun=True)
     assert run.returncode == 0, run.stderr
     rows = read_csv(sweep / "summary.csv")
     assert list(rows[0])[:3] == ["Test Accuracy", "Loss", "Learning Rate"]
@@ -109,7 +109,7 @@ def test_an_optuna_search_over_lista_minimises_its_code_error_and_run_again_goes
     sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
     search = ["+sweep=search_lista", "model.layers=2", "model.problem.rows=30", "model.problem.atoms=60",
               "model.problem.train_size=300", "model.problem.test_size=50", "trainer.max_epochs=2", "logger=none",
-              f"hydra.sweeper.storage={storage}"]
+              "plots.enabled=false", f"hydra.sweeper.storage={storage}"]
     run = run_cli(sweep, *search, "hydra.sweeper.n_trials=2", multirun=True, dash_m=False)
     assert run.returncode == 0, run.stderr
     assert "Directions: ['minimize']" in run.stdout
@@ -130,7 +130,8 @@ def test_an_optuna_search_over_lista_minimises_its_code_error_and_run_again_goes
 def test_a_deblurring_sweep_over_lam_ranks_the_psnrs(tmp_path):
     sweep = tmp_path / "sweep"
     run = run_cli(sweep, "task=deblur", "task.size=64", "task.kernel_size=5", "task.sigma=1.5",
-                  "task.ista_iterations=50", "task.fista_iterations=50", "task.lam=1e-5,1e-3", "logger=none", multirun=True)
+                  "task.ista_iterations=50", "task.fista_iterations=50", "task.lam=1e-5,1e-3", "logger=none",
+                  "plots.enabled=false", multirun=True)
     assert run.returncode == 0, run.stderr
     rows = read_csv(sweep / "summary.csv")
     assert list(rows[0])[:2] == ["PSNR FISTA", "PSNR ISTA"] and {r["lam"] for r in rows} == {"1e-05", "0.001"}
@@ -175,7 +176,8 @@ def test_a_change_to_the_models_code_retrains_and_reruns_the_same_command(tmp_pa
     shutil.copytree(REPO / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "conf", copy / "conf")
     env = {"PYTHONPATH": str(copy / "src")}
-    settings = [*QUICK, "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.tsne=false", "logger=none"]
+    settings = [*QUICK, "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.enabled=false",
+                "logger=none"]
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
 
     def run() -> dict:
