@@ -87,6 +87,7 @@ def test_a_cache_folder_that_cannot_be_made_or_written_is_refused_before_trainin
     with pytest.raises(UserError, match=r"cache_dir=.*a_file/cache: cannot create it \(Not a directory\)"):
         run_job(tmp_path, *QUICK, f"cache_dir={blocker / 'cache'}", "logger=wandb")
     assert not (tmp_path / "run" / "wandb").exists(), "no W&B run was created"
-    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a folder of another user's looks (root writes anywhere)
+    # a folder of another user's, as it looks to this one (the tests may run as root, who writes anywhere)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(UserError, match="shared: this user cannot write there; choose another folder, or cache=false"):
         Cache(tmp_path / "shared").create()

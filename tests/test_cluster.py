@@ -59,7 +59,8 @@ def test_a_second_job_with_the_same_settings_loads_the_model_and_the_t_sne_view_
     assert second.results["model_code_version"] == first.results["model_code_version"]
     assert second.results["acc"] == first.results["acc"]
     assert first.results["wandb_dir"] is None
-    tsne_rows = [[row for row in read_csv(job.dir / "embedding_2d.csv") if row["method"] == "tsne"] for job in (first, second)]
+    tsne_rows = [[row for row in read_csv(job.dir / "embedding_2d.csv") if row["method"] == "tsne"]
+                 for job in (first, second)]
     assert len(tsne_rows[0]) == 300 and tsne_rows[0] == tsne_rows[1]
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2, "the model and its t-SNE view, each made once"
 

@@ -50,7 +50,8 @@ def test_kernel_larger_than_the_image_and_odd_sizes_are_refused():
 
 
 def test_deblurring_the_camera_reaches_beck_and_teboulles_figures(tmp_path):
-    job = run_job(tmp_path, "task=deblur", "logger=wandb", figures=True)  # (F* and the iterations to reach it: test_devices, and the bench)
+    # (F* and the iterations to reach it: test_devices, and the bench)
+    job = run_job(tmp_path, "task=deblur", "logger=wandb", figures=True)
     results = job.results
     assert results["kind"] == "deblur" and job.score == results["psnr_fista"]
     # The reference figures of the issue (one noise draw): blurred 23.2 dB, the minimiser at lam 1e-5 ~28.4 dB.

@@ -373,7 +373,8 @@ def log_embeddings(
         coords = make()
         sample_labels = None if labels is None else labels[sample]
         title = f"{'PCA' if method == 'pca' else 't-SNE'} of the codes"
-        tracker.log_figure(f"embedding/{method}", plots.embedding_figure, coords, sample_labels, clusters[sample], title)
+        tracker.log_figure(f"embedding/{method}", plots.embedding_figure, coords, sample_labels, clusters[sample],
+                           title)
         rows += [
             [method, int(i), float(x), float(y), None if labels is None else int(labels[i]), int(clusters[i])]
             for i, (x, y) in zip(sample, coords)
