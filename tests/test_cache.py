@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, run_job
+from helpers import QUICK, run_job
 
 from experiments.cache import Cache
 from experiments.errors import UserError

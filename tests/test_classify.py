@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import check_job, history_keys, run_job, wandb_summary
+from helpers import check_job, history_keys, run_job, wandb_summary
 
 from experiments.errors import UserError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
+from helpers import (
     QUICK,
     REPO,
     assert_one_line_error,

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import QUICK, check_job, compose_config, history_keys, run_job, untraced, wandb_summary
+from helpers import (
+    QUICK,
+    check_job,
+    compose_config,
+    history_keys,
+    run_job,
+    two_class_images,
+    untraced,
+    wandb_summary,
+)
 from hydra.utils import instantiate
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
@@ -72,6 +81,16 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tmp_path)
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     assert (runs[0].dir / "predictions.csv").read_text() == (runs[1].dir / "predictions.csv").read_text()
     assert runs[0].results["cache"] == "off"
+
+
+@pytest.fixture
+def npy_files(tmp_path: Path) -> dict[str, str]:
+    """A user's own images and labels, saved as the assignments' .npy files."""
+    images, labels = two_class_images(120)
+    paths = {"images": tmp_path / "images.npy", "labels": tmp_path / "labels.npy"}
+    np.save(paths["images"], images)
+    np.save(paths["labels"], labels)
+    return {k: str(v) for k, v in paths.items()}
 
 
 def test_own_npy_images_with_labels_are_scored(tmp_path, npy_files):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import check_job, history_keys, run_job, wandb_summary
+from helpers import check_job, history_keys, run_job, wandb_summary
 
 from experiments.errors import UserError
 from experiments.jobs.deblur import Blur, BlurInBasis, HaarBasis, gaussian_kernel

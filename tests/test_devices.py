@@ -5,7 +5,7 @@ runs where there is a CUDA GPU and is skipped, with its reason, elsewhere."""
 from __future__ import annotations
 
 import pytest
-from conftest import run_job
+from helpers import run_job
 
 ACCELERATORS = [
     pytest.param("cpu", "cpu", id="cpu"),

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from conftest import compose_config, run_cli
+from helpers import compose_config, run_cli
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 import torch
-from conftest import check_job, history_keys, run_job
+from helpers import check_job, history_keys, run_job
 
 from experiments.errors import UserError
 from experiments.ista import solve

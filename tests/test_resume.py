@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import QUICK, REPO, cli_env, compose_config, run_cli, run_job, wandb_summary
+from helpers import QUICK, REPO, cli_env, compose_config, run_cli, run_job, wandb_summary
 
 from experiments.data import Digits
 from experiments.errors import UserError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import QUICK, history_keys, run_job
+from helpers import QUICK, history_keys, run_job
 
 from experiments.data import Digits
 from experiments.errors import UserError

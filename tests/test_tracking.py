@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, QUICK, compose_config, run_job, wandb_history, wandb_records, wandb_summary
+from helpers import CONF, QUICK, compose_config, run_job, wandb_history, wandb_records, wandb_summary
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
