@@ -8,12 +8,14 @@ import os
 
 import pytest
 import torch
-from helpers import compose_config, run_cli
+from helpers import CONF, compose_config, run_cli
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from experiments import jobs
+from experiments import jobs, pipeline
 from experiments.accelerators import check_accelerator
+from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.launch import check_ddp
 from experiments.summary import SweepSummary
@@ -61,6 +63,49 @@ def test_bad_launcher_settings_stop_a_sweep_with_one_line_before_any_job(overrid
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and fragment in line
+
+
+def sweep_config(tmp_path, *swept: str, fixed: tuple[str, ...] = ()) -> DictConfig:
+    """The config a multirun's callback gets: composed from the fixed settings, the swept ones left on its
+    command line (hydra.overrides.task), as `python -m experiments ... -m` leaves them. Call it within
+    initialize_config_dir: the sweep's jobs are composed by the running Hydra's config loader."""
+    fixed = ("data=digits", f"cache_dir={tmp_path / 'cache'}", *fixed)
+    cfg = compose("config", overrides=list(fixed), return_hydra_config=True)
+    cfg.hydra.overrides.task.extend([*fixed, *swept])
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "swept, fragment",
+    [(["seed=0,abc"], r"job 2 of 2 \(data=digits cache_dir=.* seed=abc\): seed='abc': use a whole number"),
+     (["model.latent_dim=8,0", "seed=0,1"],
+      r"job 3 of 4 \(.*model.latent_dim=0 seed=0\): model.latent_dim must be at least 1"),
+     (["reducer=pca,nope"], r"job 2 of 2 \(.*reducer=nope\): .*'reducer/nope'"),
+     (["model=autoencoder,mlp"], r"job 2 of 2 \(.*model=mlp\): model=mlp would be scored on its own training images")],
+    ids=["seed", "constructor", "missing_option", "other_kind"],
+)
+def test_every_job_of_a_sweep_is_checked_before_the_first_starts(tmp_path, swept, fragment):
+    with initialize_config_dir(str(CONF), version_base="1.3"), pytest.raises(UserError, match=fragment):
+        pipeline.check_sweep(sweep_config(tmp_path, *swept))
+
+
+def test_a_sweep_that_checks_loads_its_data_once_for_every_seed_and_lets_optuna_pick_its_own(tmp_path, monkeypatch):
+    loads = []
+    monkeypatch.setattr(Digits, "load_arrays", lambda self, load=Digits.load_arrays: loads.append(1) or load(self))
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        assert pipeline.check_sweep(sweep_config(tmp_path, "seed=0,1,2", "model.latent_dim=4,8")) == 6
+        assert len(loads) == 1, "the data's seed orders its batches: one load serves every job"
+        optuna = sweep_config(tmp_path, fixed=("+sweep=search",))
+        assert pipeline.check_sweep(optuna) is None, "Optuna picks its jobs as it goes"
+
+
+def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, capsys):
+    with initialize_config_dir(str(CONF), version_base="1.3"), pytest.raises(SystemExit) as stopped:
+        SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: job 2 of 2 (") and "seed=-1" in line
+    assert not (tmp_path / "multirun").exists()
 
 
 DDP_ON_CPU = ["accelerator=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]

@@ -36,21 +36,37 @@ def sweep_plan(hydra_cfg: DictConfig) -> dict[str, Any]:
     line (globs expanded by the config loader); for Optuna, its trial count and search space.
     """
     sweeper = hydra_cfg.sweeper
-    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
-    target = str(sweeper.get("_target_", ""))
-    if target.endswith("BasicSweeper"):
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
-        overrides = OverridesParser.create(config_loader=loader).parse_overrides(
-            [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg.overrides.task))
-        batches = BasicSweeper.split_arguments(overrides, None)
-        return {"jobs": sum(len(batch) for batch in batches),
+    basic = basic_sweep(hydra_cfg)
+    if basic is not None:
+        overrides, job_overrides = basic
+        return {"jobs": len(job_overrides),
                 "swept": list(dict.fromkeys(o.key_or_group for o in overrides if o.is_sweep_override()))}  # once each
         # (a key swept by the sweep config and again on the command line: the command line's values win)
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
     return {"jobs": sweeper.get("n_trials"), "swept": [key.lstrip("+~") for key in params]}
+
+
+def sweep_jobs(hydra_cfg: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, in the order Hydra's basic sweeper launches them; None for a sweeper that picks
+    its jobs as it goes (Optuna)."""
+    basic = basic_sweep(hydra_cfg)
+    return None if basic is None else basic[1]
+
+
+def basic_sweep(hydra_cfg: DictConfig) -> tuple[list[Any], list[list[str]]] | None:
+    """(the parsed overrides, each job's overrides) of a basic sweeper's sweep, by its own parser and splitter."""
+    sweeper = hydra_cfg.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(
+        [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg.overrides.task))
+    return overrides, [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
 def write_sweep_plan(sweep_dir: Path, plan: dict[str, Any]) -> None:

@@ -7,26 +7,30 @@ The order is the guarantee: every error the config and the data's shape can reve
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
-from experiments.errors import UserError
+from experiments.errors import UserError, one_line
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
-from experiments.launch import check_ddp, limit_threads, read_sweep_plan
+from experiments.launch import check_ddp, limit_threads, read_sweep_plan, sweep_jobs
 from experiments.resume import finished_results, results_key, stable_run_id
 from experiments.tracking import RunIdentity, Tracker, make_logger, sweep_group
 from experiments.training import Job, StageTimer, resolved
@@ -114,6 +118,47 @@ def check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed={seed!r}: use a whole number from 0 to {MAX_SEED}; it seeds every random draw "
                         "of the job (training, data order, reducer, clusterer, the public/private split)")
+
+
+def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
+    """What run() checks before a job's expensive work, for a job not started yet (`cfg` without its hydra
+    node). `loaded_data`: data modules already set up, by their settings, shared between the jobs checked."""
+    kind = jobs.load(cfg.task.kind)
+    kind.score(cfg.task.get("score"))
+    check_seed(cfg.seed)
+    check_accelerator(cfg.trainer)
+    data = None
+    if kind.needs_data(cfg):
+        # Its seed only orders the training batches, which no check reads: one load serves every seed.
+        settings = json.dumps({k: v for k, v in resolved(cfg.data).items() if k != "seed"}, sort_keys=True, default=str)
+        if settings not in loaded_data:
+            loaded_data[settings] = instantiate(cfg.data)
+            loaded_data[settings].setup()
+        data = loaded_data[settings]
+    kind.check(cfg, data)
+    if cfg.cache:
+        Cache(cfg.cache_dir).create()
+
+
+def check_sweep(config: DictConfig) -> int | None:
+    """Every job of a basic sweep composed as its launcher will compose it and checked as run() checks it,
+    before the first job starts: a bad value in the sweep's 40th job stops it now, not after 39 jobs' work.
+    Returns how many jobs were checked; None for a sweeper that picks its jobs as it goes (Optuna)."""
+    job_overrides = sweep_jobs(config.hydra)
+    if job_overrides is None:
+        return None
+    loader = GlobalHydra.instance().config_loader()
+    loaded_data: dict[str, ImageDataModule] = {}
+    for number, overrides in enumerate(job_overrides, start=1):
+        try:
+            job_cfg = loader.load_sweep_config(config, overrides)
+            with open_dict(job_cfg):
+                del job_cfg["hydra"]  # as Hydra hands the job its config
+            check_job(job_cfg, loaded_data)
+        except (UserError, HydraException, OmegaConfBaseException) as e:
+            raise UserError(f"job {number} of {len(job_overrides)} ({' '.join(overrides)}): "
+                            f"{one_line(e, name_target=True)}") from e
+    return len(job_overrides)
 
 
 def run_identity(kind: jobs.JobKind, hydra_cfg: DictConfig, plan: dict[str, Any] | None) -> RunIdentity:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,13 +179,21 @@ class SweepSummary(Callback):
     """Hydra callback: launcher settings checked before a multirun; its table on disk and in W&B after."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from experiments import pipeline  # imported here: Lightning, which `--help` does without
+
         try:
             check_launcher(config.hydra)
             if config.trainer.get("strategy") == "ddp":
                 check_ddp(jobs.load(config.task.kind), True, config.hydra.launcher, config.trainer)
-        except UserError as e:  # outside the task function: say it in one line here
+            started = time.perf_counter()
+            checked = pipeline.check_sweep(config)
+        except UserError as e:  # outside the task function: say it in one line here (as __main__ does)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        if checked is not None:
+            log.info("the %d jobs' settings checked in %.1fs", checked, time.perf_counter() - started)
         plan = sweep_plan(config.hydra)
         write_sweep_plan(Path(config.hydra.sweep.dir), plan)
         log.info("sweep of %s jobs over %s", plan["jobs"] if plan["jobs"] is not None else "?",
