@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments import jobs, plots
+from experiments import jobs, pipeline, plots
 from experiments.errors import UserError
 from experiments.files import atomic_path, write_csv, write_text
 from experiments.launch import check_ddp, check_launcher, sweep_plan, write_sweep_plan
@@ -179,8 +179,6 @@ class SweepSummary(Callback):
     """Hydra callback: launcher settings checked before a multirun; its table on disk and in W&B after."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from experiments import pipeline  # imported here: Lightning, which `--help` does without
-
         try:
             check_launcher(config.hydra)
             if config.trainer.get("strategy") == "ddp":
