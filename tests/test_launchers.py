@@ -99,13 +99,17 @@ def test_a_sweep_that_checks_loads_its_data_once_for_every_seed_and_lets_optuna_
         assert pipeline.check_sweep(optuna) is None, "Optuna picks its jobs as it goes"
 
 
-def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, capsys):
-    with initialize_config_dir(str(CONF), version_base="1.3"), pytest.raises(SystemExit) as stopped:
-        SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
-    assert stopped.value.code == 2
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("error: job 2 of 2 (") and "seed=-1" in line
-    assert not (tmp_path / "multirun").exists()
+def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, capsys, monkeypatch):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        with pytest.raises(SystemExit) as stopped:
+            SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
+        assert stopped.value.code == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: job 2 of 2 (") and "seed=-1" in line
+        assert not (tmp_path / "multirun").exists()
+        monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the traceback instead, as for a single job
+        with pytest.raises(UserError, match="job 2 of 2"):
+            SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
 
 
 DDP_ON_CPU = ["accelerator=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
