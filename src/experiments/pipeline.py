@@ -2,7 +2,8 @@
 and this code, check everything before the expensive work, run its stages, then write results.json.
 
 The order is the guarantee: every error the config and the data's shape can reveal is raised by the kind's
-`check`, before any training and before a W&B run exists.
+`check`, before any training and before a W&B run exists. In a sweep, `check_sweep` runs the same checks on
+every job before the first starts (the sweep's callback, experiments.summary.SweepSummary, calls it).
 """
 
 from __future__ import annotations
