@@ -70,7 +70,7 @@ def sweep_config(tmp_path, *swept: str, fixed: tuple[str, ...] = ()) -> DictConf
     command line (hydra.overrides.task), as `python -m experiments ... -m` leaves them. Call it within
     initialize_config_dir: the sweep's jobs are composed by the running Hydra's config loader."""
     fixed = ("data=digits", f"cache_dir={tmp_path / 'cache'}", *fixed)
-    cfg = compose("config", overrides=list(fixed), return_hydra_config=True)
+    cfg = compose("config", overrides=[*fixed, f"hydra.sweep.dir={tmp_path / 'multirun'}"], return_hydra_config=True)
     cfg.hydra.overrides.task.extend([*fixed, *swept])
     return cfg
 
@@ -110,6 +110,8 @@ def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, cap
         monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the traceback instead, as for a single job
         with pytest.raises(UserError, match="job 2 of 2"):
             SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
+        SweepSummary(check_jobs=False).on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))  # on their own
+        assert (tmp_path / "multirun").exists(), "the sweep starts: each job checks itself where it runs"
 
 
 DDP_ON_CPU = ["accelerator=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]

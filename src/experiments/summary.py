@@ -176,7 +176,12 @@ def save_figure(path: Path, figure: Any) -> None:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: launcher settings checked before a multirun; its table on disk and in W&B after."""
+    """Hydra callback: launcher settings and every job checked before a multirun; its table on disk and in W&B
+    after. `check_jobs=False` leaves each job to check itself where it runs: for a cluster whose machines hold
+    data this one does not (`hydra.callbacks.sweep_summary.check_jobs=false`)."""
+
+    def __init__(self, check_jobs: bool = True) -> None:
+        self.check_jobs = check_jobs
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -184,7 +189,7 @@ class SweepSummary(Callback):
             if config.trainer.get("strategy") == "ddp":
                 check_ddp(jobs.load(config.task.kind), True, config.hydra.launcher, config.trainer)
             started = time.perf_counter()
-            checked = pipeline.check_sweep(config)
+            checked = pipeline.check_sweep(config) if self.check_jobs else None
         except UserError as e:  # outside the task function: say it in one line here (as __main__ does)
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
