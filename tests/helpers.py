@@ -1,5 +1,6 @@
-"""What the tests share: compose configs and run jobs in-process (Hydra's compose API), or run `python -m experiments` in a
-subprocess as a user would (the few end-to-end tests), and read W&B runs with W&B's own reader."""
+"""What the tests share: compose configs and run jobs in-process (Hydra's compose API), or run
+`python -m experiments` in a subprocess as a user would (the few end-to-end tests), and read W&B runs with
+W&B's own reader."""
 
 from __future__ import annotations
 
