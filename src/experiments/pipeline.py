@@ -48,10 +48,7 @@ def run(cfg: DictConfig) -> float | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     job_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; so does a caller of run() outside Hydra
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    kind = jobs.load(cfg.task.kind)
-    score, direction = kind.score(cfg.task.get("score"))
-    check_seed(cfg.seed)
-    check_accelerator(cfg.trainer)
+    kind, score, direction = check_settings(cfg)
     ddp = cfg.trainer.get("strategy") == "ddp"
     if ddp:
         check_ddp(kind, multirun, hydra_cfg.get("launcher"), cfg.trainer)
@@ -82,9 +79,7 @@ def run(cfg: DictConfig) -> float | None:
             data.setup()
     with timer("check"):
         plan = kind.check(cfg, data)
-        cache = Cache(cfg.cache_dir) if cfg.cache else None
-        if cache is not None:
-            cache.create()
+        cache = job_cache(cfg)
 
     # In a sweep every job's run goes to the sweep folder's wandb/, one workspace; a single run keeps its own.
     root = Path(hydra_cfg.sweep.dir) if multirun else job_dir
@@ -121,13 +116,30 @@ def check_seed(seed: Any) -> None:
                         "of the job (training, data order, reducer, clusterer, the public/private split)")
 
 
+def check_settings(cfg: DictConfig) -> tuple[jobs.JobKind, str, str]:
+    """(the job's kind, its optimised score, that score's direction), after the checks that need neither data
+    nor a built model: the kind and score names, the seed, the accelerator."""
+    kind = jobs.load(cfg.task.kind)
+    score, direction = kind.score(cfg.task.get("score"))
+    check_seed(cfg.seed)
+    check_accelerator(cfg.trainer)
+    return kind, score, direction
+
+
+def job_cache(cfg: DictConfig) -> Cache | None:
+    """The model cache with its folder made (or refused in one line) before anything trains; None with
+    cache=false."""
+    if not cfg.cache:
+        return None
+    cache = Cache(cfg.cache_dir)
+    cache.create()
+    return cache
+
+
 def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
     """What run() checks before a job's expensive work, for a job not started yet (`cfg` without its hydra
     node). `loaded_data`: data modules already set up, by their settings, shared between the jobs checked."""
-    kind = jobs.load(cfg.task.kind)
-    kind.score(cfg.task.get("score"))
-    check_seed(cfg.seed)
-    check_accelerator(cfg.trainer)
+    kind, _, _ = check_settings(cfg)
     data = None
     if kind.needs_data(cfg):
         # Its seed only orders the training batches, which no check reads: one load serves every seed.
@@ -137,8 +149,7 @@ def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
             loaded_data[settings].setup()
         data = loaded_data[settings]
     kind.check(cfg, data)
-    if cfg.cache:
-        Cache(cfg.cache_dir).create()
+    job_cache(cfg)
 
 
 def check_sweep(config: DictConfig) -> int | None:
