@@ -136,7 +136,7 @@ def run_cli(out_dir: Path, *overrides: str, multirun: bool = False, env: dict | 
     dash_m = multirun if dash_m is None else dash_m
     args = [sys.executable, "-m", "experiments", f"{dir_key}={out_dir}", *overrides] + (["-m"] if dash_m else [])
     done = subprocess.run(args, cwd=REPO, env=cli_env(cache or out_dir.parent / "cache", env), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, check=False)
     return Run(done.returncode, done.stdout, done.stderr, out_dir)
 
 

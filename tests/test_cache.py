@@ -24,7 +24,7 @@ def test_cache_key_depends_on_every_value_but_not_on_dict_order():
 def test_cache_trains_once_then_returns_the_stored_model(tmp_path):
     cache = Cache(tmp_path)
     calls = []
-    first, hit1 = cache.get_or_compute("k", lambda: calls.append(1) or trained(3.0))
+    _, hit1 = cache.get_or_compute("k", lambda: calls.append(1) or trained(3.0))
     second, hit2 = cache.get_or_compute("k", lambda: calls.append(1) or trained(9.0))
     assert (hit1, hit2) == (False, True) and len(calls) == 1
     assert torch.equal(second["state_dict"]["w"], torch.full((2,), 3.0))

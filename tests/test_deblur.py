@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_deblurring_the_camera_reaches_beck_and_teboulles_figures(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1000
     ista_curve = [float(r["objective_ista"]) for r in rows]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(ista_curve, ista_curve[1:])), "ISTA's objective never rises"
+    assert all(b <= a * (1 + 1e-12) for a, b in pairwise(ista_curve)), "ISTA's objective never rises"
     assert float(rows[99]["objective_fista"]) == pytest.approx(results["objective_fista_at_100"])
     assert float(rows[-1]["psnr_fista"]) == pytest.approx(results["psnr_fista"])
     assert {"deblurring.png", "deblurring_curves.png"} <= {p.name for p in (job.dir / "plots").iterdir()}

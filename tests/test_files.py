@@ -27,17 +27,17 @@ def test_a_written_file_has_the_mode_open_would_give_it_under_the_umask(tmp_path
 def test_a_failed_write_leaves_the_old_file_whole_and_no_temporary(tmp_path):
     path = tmp_path / "results.json"
     write_json(path, {"done": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(path) as tmp:
-            tmp.write_text('{"do')
-            raise RuntimeError("killed while writing")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text('{"do')
+        raise RuntimeError("killed while writing")
     assert path.read_text() == '{\n  "done": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
 def test_temporaries_of_dead_writers_are_removed_and_those_of_live_ones_kept(tmp_path):
     path = tmp_path / "entry.pt"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=False)
     dead_pid = int(dead.stdout)
     live = temporary_name(path)  # this process's own
     live.write_text("being written")

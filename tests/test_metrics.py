@@ -53,7 +53,7 @@ def test_clustering_scores_score_each_half_separately():
     rng = np.random.default_rng(0)
     y_true = rng.integers(0, 3, 200)
     y_pred = y_true.copy()
-    public, private = public_private_split(200, seed=0)
+    _, private = public_private_split(200, seed=0)
     y_pred[private[:50]] = (y_pred[private[:50]] + 1) % 3  # spoil a quarter of the private half
     scores = clustering_scores(y_true, y_pred, seed=0)
     assert scores["public_score"] == 1.0

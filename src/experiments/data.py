@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -133,9 +134,8 @@ def as_labels(array: np.ndarray, n_images: int, source: str) -> np.ndarray:
         raise UserError(f"{source}: labels must be integers, got dtype {array.dtype}")
     if len(array) != n_images:
         raise UserError(f"{source}: {len(array)} labels for {n_images} images; they must match one to one")
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all() or not np.all(array == np.round(array)):
-            raise UserError(f"{source}: labels must be whole numbers (found NaN, inf or fractions)")
+    if array.dtype.kind == "f" and (not np.isfinite(array).all() or not np.all(array == np.round(array))):
+        raise UserError(f"{source}: labels must be whole numbers (found NaN, inf or fractions)")
     if array.size and (array.min() < np.iinfo(np.int64).min or array.max() > np.iinfo(np.int64).max):
         raise UserError(f"{source}: labels must fit 64-bit integers, found {array.min()}..{array.max()}")
     return array.astype(np.int64)
@@ -173,8 +173,8 @@ class EpochBatches(Sampler[list[int]]):
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        per_rank = -(-self.n // self.world_size)
-        return -(-per_rank // self.batch_size)
+        per_rank = (self.n + self.world_size - 1) // self.world_size  # rounded up, as indices() pads
+        return (per_rank + self.batch_size - 1) // self.batch_size
 
 
 def batches(
@@ -316,7 +316,7 @@ class ImageDataModule(pl.LightningDataModule):
 class FashionMNIST(ImageDataModule):
     """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images."""
 
-    FILES = {
+    FILES: ClassVar[dict[str, str]] = {
         "fit": "train-images-idx3-ubyte",
         "eval": "t10k-images-idx3-ubyte",
         "labels": "t10k-labels-idx1-ubyte",

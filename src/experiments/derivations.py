@@ -60,13 +60,13 @@ def batchnorm_backward(
 
 class _BatchNormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, gamma, beta, eps):  # noqa: ANN001, ANN205 - autograd's signature
+    def forward(ctx, x, gamma, beta, eps):  # untyped: torch.autograd.Function's own signature
         ctx.save_for_backward(x, gamma)
         ctx.eps = eps
         return batchnorm_forward(x, gamma, beta, eps)
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_out):
         x, gamma = ctx.saved_tensors
         grad_x, grad_gamma, grad_beta = batchnorm_backward(grad_out, x, gamma, ctx.eps)
         return grad_x, grad_gamma, grad_beta, None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display here, and none needed to write PNGs
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def embedding_figure(coords: np.ndarray, labels: np.ndarray | None, clusters: np.ndarray, title: str) -> Figure:
@@ -104,7 +106,7 @@ def scores_figure(labels: list[str], scores: list[float | None], score_name: str
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.4f}", va="center", fontsize=7)
     ax.set_xlabel(score_name)
-    ax.set_xlim(0, max([v for v in values if v == v] + [1.0]) * 1.12)
+    ax.set_xlim(0, max([v for v in values if not math.isnan(v)] + [1.0]) * 1.12)
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import openTSNE
@@ -83,7 +84,7 @@ class OpenTSNE(TSNEBase):
     `kl_divergence_`.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **TSNE_CONSTRAINTS,
         "initialization": [StrOptions({"pca", "spectral", "random"})],
         "negative_gradient_method": [StrOptions({"auto", "fft", "bh"})],

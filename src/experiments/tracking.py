@@ -106,7 +106,7 @@ def start_wandb_run(logger_cfg: DictConfig, root: Path, identity: RunIdentity, c
             tags=sorted({*identity.tags, *(settings.get("tags") or [])}), notes=settings.get("notes"), config=config,
             id=run_id, resume="allow" if run_id else None, settings=wandb.Settings(silent=True),
         )
-    except Exception as e:  # wandb raises several types for a failed start (network, auth, settings)
+    except Exception as e:  # noqa: BLE001 - wandb raises several types for a failed start (network, auth, settings)
         raise UserError(
             f"logger: W&B could not start a run ({type(e).__name__}: {e}); "
             "use logger.mode=offline (sync later with `wandb sync`) or logger=csv"

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class TorchTSNE(TSNEBase):
     """What the two torch estimators share: the parameters of the optimisation (ExactTSNE's are these),
     the PCA start and the gradient descent with momentum and gains. A subclass builds its `objective`."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **TSNE_CONSTRAINTS,
         "early_exaggeration": [Interval(Real, 1, None, closed="left")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -337,7 +338,7 @@ class SampledTSNE(TorchTSNE):
     nearest-neighbour affinities and a sampled, exactly re-anchored repulsion (the module's docstring).
     `affinities_` is the joint P as a sparse CSR matrix."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **TorchTSNE._parameter_constraints,
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "refresh_every": [Interval(Integral, 1, None, closed="left")],

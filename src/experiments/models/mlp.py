@@ -6,6 +6,8 @@ seed's derivation (batched); `gradients="autograd"` lets torch differentiate the
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -45,12 +47,12 @@ class ManualLinear(torch.autograd.Function):
     """h = x W^T + b; dL/dx = g W, dL/dW = g^T x, dL/db = sum_i g_i."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):  # noqa: ANN001, ANN205 - autograd's signature
+    def forward(ctx, x, weight, bias):  # untyped: torch.autograd.Function's own signature
         ctx.save_for_backward(x, weight)
         return x @ weight.T + bias
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         return grad @ weight, grad.T @ x, grad.sum(0)
 
@@ -59,13 +61,13 @@ class ManualActivation(torch.autograd.Function):
     """h_s = act(h_a); dL/dh_a = dL/dh_s * act'(h_a) (softplus' = sigmoid)."""
 
     @staticmethod
-    def forward(ctx, h, name):  # noqa: ANN001, ANN205
+    def forward(ctx, h, name):
         ctx.save_for_backward(h)
         ctx.name = name
         return ACTIVATIONS[name](h)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         (h,) = ctx.saved_tensors
         return grad * ACTIVATION_GRADIENTS[ctx.name](h), None
 
@@ -74,13 +76,13 @@ class ManualLoss(torch.autograd.Function):
     """Batch-mean loss of the logits o_a; dL/do_a = output_gradient / N."""
 
     @staticmethod
-    def forward(ctx, logits, target, loss):  # noqa: ANN001, ANN205
+    def forward(ctx, logits, target, loss):
         ctx.save_for_backward(logits, target)
         ctx.loss = loss
         return data_loss(logits, target, loss)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         logits, target = ctx.saved_tensors
         return grad * output_gradient(logits, target, ctx.loss) / logits.shape[0], None, None
 
@@ -89,13 +91,13 @@ class ManualL2(torch.autograd.Function):
     """lambda sum ||W||^2 over the weight matrices; d/dW = 2 lambda W."""
 
     @staticmethod
-    def forward(ctx, l2, *weights):  # noqa: ANN001, ANN205
+    def forward(ctx, l2, *weights):
         ctx.save_for_backward(*weights)
         ctx.l2 = l2
         return l2 * sum((w**2).sum() for w in weights)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         return (None, *(grad * 2 * ctx.l2 * w for w in ctx.saved_tensors))
 
 
@@ -132,7 +134,7 @@ class MLPClassifier(pl.LightningModule):
             raise UserError(f"model.l2 must be >= 0 and model.lr > 0, got {l2} and {lr}")
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         sizes = (n_features, *hidden_dims, n_classes)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         norm = ManualBatchNorm1d if gradients == "manual" else nn.BatchNorm1d
         self.norms = nn.ModuleList(norm(h) for h in hidden_dims) if batchnorm else None
 
