@@ -1,19 +1,15 @@
 import multiprocessing as mp
 import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import QUICK, run_job
+from spawned import slow_train_and_count, trained
 
 from experiments.cache import Cache
 from experiments.errors import UserError
 from experiments.fingerprint import settings_key as cache_key
-
-
-def trained(value: float) -> dict:
-    return {"state_dict": {"w": torch.full((2,), value)}, "history": [{"epoch": 0, "loss": value}]}
 
 
 def test_cache_key_depends_on_every_value_but_not_on_dict_order():
@@ -61,16 +57,6 @@ def test_an_unreadable_entry_is_trained_again(tmp_path):
     cache.path("k").write_bytes(b"half a file")
     model, hit = cache.get_or_compute("k", lambda: trained(1.0))
     assert not hit and torch.equal(model["state_dict"]["w"], torch.ones(2))
-
-
-def slow_train_and_count(root: str, counter: str) -> bool:
-    def train():
-        with open(counter, "a") as f:
-            f.write("trained\n")
-        time.sleep(0.5)
-        return trained(1.0)
-
-    return Cache(root).get_or_compute("shared", train)[1]
 
 
 def test_parallel_jobs_needing_the_same_model_train_it_once(tmp_path):
