@@ -200,6 +200,14 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["plots.reconstructions=0"], "plots.reconstructions=0 must be at least 1"),
         (["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
         (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 trains without end; give a number of epochs"),
+        # counts Lightning takes as given and asserts on mid-fit, after the W&B run has started
+        (["trainer.max_epochs=abc"], "trainer.max_epochs='abc': use a whole number"),
+        (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5: use a whole number"),
+        (["+trainer.check_val_every_n_epoch=true"], "trainer.check_val_every_n_epoch=True: use a whole number"),
+        # optimiser settings torch checks only when fit() builds the optimiser
+        (["model.lr=-1"], r"model: its optimiser refuses the settings \(Invalid learning rate: -1"),
+        (["model.weight_decay=-0.5"], "Invalid weight_decay value: -0.5"),
+        (["model=ista", "model.lr=-0.1"], "Invalid learning rate: -0.1"),
         (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),

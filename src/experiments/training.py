@@ -98,9 +98,19 @@ def build_trainer(trainer_cfg: DictConfig, logger: Any, callbacks: list[pl.Callb
     return instantiate(settings, logger=logger or False, callbacks=[*user_callbacks, *callbacks])
 
 
+# Counts the Trainer stores as given and asserts on only once fit() runs (max_epochs="abc" fails mid-fit).
+WHOLE_NUMBER_SETTINGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch",
+                         "log_every_n_steps", "accumulate_grad_batches", "num_sanity_val_steps")
+
+
 def check_trainer(trainer_cfg: DictConfig) -> None:
-    """Build the Trainer once, so Lightning's own checks of its settings (max_epochs, precision, devices,
-    strategy, callbacks) fail before any training or W&B run; and refuse a training nothing would end."""
+    """Build the Trainer once, so Lightning's own checks of its settings (precision, devices, strategy,
+    callbacks) fail before any training or W&B run; check the counts it leaves to fit(); and refuse a
+    training nothing would end."""
+    for key in WHOLE_NUMBER_SETTINGS:
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"trainer.{key}={value!r}: use a whole number")
     no_limit = trainer_cfg.get("max_epochs") == -1 and trainer_cfg.get("max_steps", -1) in (-1, None)  # Lightning's
     if no_limit and not trainer_cfg.get("max_time") and not trainer_cfg.get("callbacks"):  # (an early stop may end it)
         raise UserError("trainer.max_epochs=-1 trains without end; give a number of epochs, or a limit to stop at "
@@ -112,6 +122,17 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         raise
     except Exception as e:  # noqa: BLE001 - Lightning raises several types (Misconfiguration, Value, Import)
         raise UserError(f"trainer: {one_line(e)}") from None
+
+
+def check_optimizer(model: pl.LightningModule) -> None:
+    """Build the model's optimiser once: torch checks its settings (a negative learning rate, momentum or
+    weight decay) only when it is built, which Lightning does inside fit(), after the W&B run has started."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return  # nothing to train (model=pixels): Lightning never asks for an optimiser
+    try:
+        model.configure_optimizers()
+    except ValueError as e:
+        raise UserError(f"model: its optimiser refuses the settings ({one_line(e)})") from None
 
 
 def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, checkpoint: Path, resume: bool,

@@ -20,7 +20,7 @@ from experiments.errors import UserError
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import top_k_error
 from experiments.models.autoencoder import ConvAutoencoder
-from experiments.training import Job, check_trainer, model_cache_key, train_model
+from experiments.training import Job, check_optimizer, check_trainer, model_cache_key, train_model
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     classes = np.unique(data.fit_labels)
     settings = {k: v for k, v in cfg.model.items() if k not in FEATURE_KEYS}
     model = instantiate(DictConfig(settings), n_features=n_features, n_classes=len(classes))
+    check_optimizer(model)
     return Plan(model, classes, features, encoder_key)
 
 

@@ -30,7 +30,7 @@ from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
 from experiments.reduce import OpenTSNE, check_perplexity
-from experiments.training import Job, check_trainer, model_cache_key, model_code_version, train_model
+from experiments.training import Job, check_optimizer, check_trainer, model_cache_key, model_code_version, train_model
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
         raise UserError(f"task=cluster clusters an encoder's codes, and {cfg.model._target_} has no encode(); "
                         "use model=autoencoder, dense_autoencoder or ista (model=mlp: task=classify)")
     model = encoder_for(cfg, data)
+    check_optimizer(model)
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     n_reduced, reduced_images = n_eval, "eval images"
