@@ -177,6 +177,10 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["model.latent_dim=0"], "model.latent_dim must be at least 1"),
         (["reducer=umap", "reducer.n_neighbors=1"], "reducer.n_neighbors=1 must be at least 2"),
         (["reducer=umap", "reducer.metric=cosin"], "reducer.metric='cosin' is not one of umap-learn's metrics"),
+        # umap-learn's own checks, which it runs only inside fit(), after the training
+        (["reducer=umap", "reducer.n_epochs=-5"], r"reducer \(UMAP\): n_epochs must be a nonnegative integer"),
+        (["reducer=umap", "+reducer.learning_rate=-1"], r"reducer \(UMAP\): learning_rate must be positive"),
+        (["reducer=umap", "reducer.min_dist=2"], r"reducer \(UMAP\): min_dist must be less than or equal to spread"),
         (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* dimension 32 .* use 1..32"),
         (["reducer=pca", "reducer.n_components=600", "model.latent_dim=1000", "data.eval_limit=500"], "use 1..500"),
         (["reducer=tsne_exact", "reducer.n_components=0"], "n_components"),
@@ -187,6 +191,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["reducer=tsne_exact", "reducer.dtype=float16"], "dtype"),
         (["clusterer.n_clusters=5000"], "clusterer.n_clusters=5000 is more clusters than the 1797 eval images"),
         (["clusterer.n_clusters=0"], "clusterer.n_clusters must be at least 1"),
+        (["clusterer.n_clusters=abc"], "clusterer.n_clusters='abc': use a whole number"),
         (["clusterer.n_init=-1"], r"clusterer \(KMeans\).*n_init"),
         (["clusterer=gmm", "clusterer.covariance_type=round"], r"clusterer \(GaussianMixture\).*covariance_type"),
         (["clusterer=agglomerative", "clusterer.linkage=nearest"], r"clusterer \(AgglomerativeClustering\).*linkage"),
@@ -198,6 +203,8 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["plots.max_points=1"], r"plots.max_points=1 must be at least 2 \(codes drawn in the 2-D plots\)"),
         (["plots.reconstructions=0"], "plots.reconstructions=0 must be at least 1"),
+        (["plots.max_points=abc"], "plots.max_points='abc': use a whole number"),
+        (["plots.enabled=yes"], "plots.enabled='yes': use true or false"),
         (["trainer.max_epochs=-5"], "trainer: `max_epochs` must be a non-negative integer"),
         (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 trains without end; give a number of epochs"),
         # counts Lightning takes as given and asserts on mid-fit, after the W&B run has started

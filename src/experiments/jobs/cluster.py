@@ -8,6 +8,7 @@ that behave as such).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,13 +19,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
+from sklearn.base import clone
 from sklearn.decomposition import PCA
 
 from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError
+from experiments.errors import UserError, one_line
 from experiments.files import write_csv
 from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
@@ -69,17 +71,8 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     reducer = within_thread_budget(instantiate(cfg.reducer))
     check_estimator("reducer", reducer)
     check_n_components(reducer, n_reduced, int(model.hparams.latent_dim))
-    n_neighbors = getattr(reducer, "n_neighbors", None)  # UMAP's neighbourhoods
-    if isinstance(n_neighbors, int) and not 2 <= n_neighbors < n_reduced:
-        raise UserError(f"reducer.n_neighbors={n_neighbors} must be at least 2 and below the {n_reduced} "
-                        f"{reduced_images}")
-    metric = getattr(reducer, "metric", None)
-    if type(reducer).__name__ == "UMAP" and isinstance(metric, str):  # umap-learn checks it only when it fits
-        from umap.distances import named_distances
-
-        if metric not in named_distances:
-            raise UserError(f"reducer.metric={metric!r} is not one of umap-learn's metrics: use euclidean, cosine, "
-                            "manhattan, correlation, ... (umap.distances.named_distances lists them)")
+    if type(reducer).__name__ == "UMAP":
+        check_umap(reducer, n_reduced, reduced_images, int(model.hparams.latent_dim))
     perplexity = getattr(reducer, "perplexity", None)
     if isinstance(perplexity, (int, float)):
         try:
@@ -95,6 +88,12 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
 
 def check_plots(settings: DictConfig) -> None:
     """The plots come last, after training: their settings are checked first."""
+    for key in ("enabled", "tsne"):
+        if not isinstance(settings[key], bool):
+            raise UserError(f"plots.{key}={settings[key]!r}: use true or false")
+    for key in ("reconstructions", "max_points"):
+        if isinstance(settings[key], bool) or not isinstance(settings[key], int):
+            raise UserError(f"plots.{key}={settings[key]!r}: use a whole number")
     if settings.reconstructions < 1:
         raise UserError(f"plots.reconstructions={settings.reconstructions} must be at least 1 (images in the "
                         "reconstructions panel)")
@@ -112,6 +111,8 @@ def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
 
 def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: int) -> int:
     """clusterer.n_clusters, defaulting to the data's class count."""
+    if configured is not None and (isinstance(configured, bool) or not isinstance(configured, int)):
+        raise UserError(f"clusterer.n_clusters={configured!r}: use a whole number (or null: the data's classes)")
     n_clusters = configured if configured is not None else n_classes
     if n_clusters is None:
         raise UserError("clusterer.n_clusters: the eval images have no labels to count classes from; set it")
@@ -140,6 +141,31 @@ def check_estimator(setting: str, estimator: Any) -> None:
             validate()
         except (ValueError, TypeError) as e:  # sklearn's InvalidParameterError is both
             raise UserError(f"{setting} ({type(estimator).__name__}): {e}") from None
+
+
+def check_umap(reducer: Any, n_codes: int, codes: str, code_size: int) -> None:
+    """umap-learn checks its settings only inside fit(), after the training. The two whose messages can say
+    more first (the neighbourhood against the number of codes, the metric's names), then umap-learn's own
+    checks (its private _validate_parameters) on a copy given what fit() sets before it calls them: two rows
+    of the codes' width for the data, and the learning rate."""
+    n_neighbors = reducer.n_neighbors
+    if isinstance(n_neighbors, int) and not 2 <= n_neighbors < n_codes:
+        raise UserError(f"reducer.n_neighbors={n_neighbors} must be at least 2 and below the {n_codes} {codes}")
+    from umap.distances import named_distances
+
+    if isinstance(reducer.metric, str) and reducer.metric not in named_distances:
+        raise UserError(f"reducer.metric={reducer.metric!r} is not one of umap-learn's metrics: use euclidean, "
+                        "cosine, manhattan, correlation, ... (umap.distances.named_distances lists them)")
+    probe = clone(reducer)
+    probe._raw_data, probe._initial_alpha = np.zeros((2, code_size), dtype=np.float32), probe.learning_rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notes on what fit() will do (one thread when seeded)
+        try:
+            probe._validate_parameters()
+        except (ValueError, TypeError) as e:
+            raise UserError(f"reducer (UMAP): {one_line(e)}") from None
+        except AttributeError:  # a umap-learn whose fit() sets more first: its fit() still checks them
+            log.debug("umap-learn's parameter checks need more than this version's probe gives; left to fit()")
 
 
 def check_n_components(reducer: Any, n_codes: int, code_size: int) -> None:
