@@ -201,6 +201,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["model=ista", "model.encode_iterations=0"], "model.encode_iterations"),
         (["model=mlp", "task=cluster"], "task=cluster clusters an encoder's codes"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
+        (["data.eval_limit=abc"], "data.eval_limit='abc': use a whole number"),
         (["plots.max_points=1"], r"plots.max_points=1 must be at least 2 \(codes drawn in the 2-D plots\)"),
         (["plots.reconstructions=0"], "plots.reconstructions=0 must be at least 1"),
         (["plots.max_points=abc"], "plots.max_points='abc': use a whole number"),

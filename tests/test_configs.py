@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments import jobs
-from experiments.errors import one_line
+from experiments.errors import UserError, check_types, one_line
 from experiments.jobs import cluster
 from experiments.tracking import RunIdentity, make_logger
 
@@ -190,3 +190,19 @@ def test_a_library_error_in_a_constructor_is_one_line_naming_the_class_it_was_bu
     named = one_line(caught.value, name_target=True)  # as `python -m experiments` prints it
     assert named.startswith("ConvAutoencoder: TypeError: '<' not supported between instances of ")
     assert named.endswith(one_line(caught.value))
+
+
+@pytest.mark.parametrize(
+    "value, kind, refused",
+    [(3, "whole", False), (True, "whole", True), (1.0, "whole", True), ("3", "whole", True), (None, "whole", False),
+     (3, "real", False), (0.5, "real", False), (False, "real", True), ("abc", "real", True),
+     (True, "flags", False), (1, "flags", True), ("yes", "flags", True)],
+)
+def test_a_setting_of_the_wrong_type_is_one_line_naming_it(value, kind, refused):
+    # True is an int to Python and 1 is not a flag; null is left to the range checks (it often means "default")
+    settings = OmegaConf.create({"x": value})
+    if refused:
+        with pytest.raises(UserError, match=r"^group\.x=.*: use (a whole number|a number|true or false)$"):
+            check_types(settings, "group", **{kind: ["x"]})
+    else:
+        check_types(settings, "group", **{kind: ["x"]})

@@ -94,6 +94,8 @@ def test_a_users_colour_image_is_deblurred_per_channel_through_data_npy(tmp_path
         (["task.size=8"], "task.kernel_size=9 is larger than the 8x8 image"),
         (["task.kernel_size=8"], "task.kernel_size must be odd"),
         (["task.lam=-1"], "task.lam must be >= 0"),
+        (["task.lam=abc"], "task.lam='abc': use a number"),
+        (["task.fista_iterations=1.5"], "task.fista_iterations=1.5: use a whole number"),
         (["task.sigma=0"], "task.sigma must be > 0"),
         (["task.size=100"], "task.basis=haar with 3 levels .* divisible by 8"),
         (["task.levels=0"], "task.levels must be at least 1"),

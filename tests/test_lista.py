@@ -96,6 +96,8 @@ PATCHES = ["model=lista_patches", "data=digits"]
         ([*SMALL, "model.target=nothing"], "model.target='nothing'"),
         ([*SMALL, "model.problem.kind=nope"], "model.problem.kind='nope'"),
         ([*SMALL, "model.layers=0"], "model.layers must be at least 1"),
+        ([*SMALL, "model.layers=abc"], "model.layers='abc': use a whole number"),
+        ([*SMALL, "model.problem.rows=1.5"], "model.problem.rows=1.5: use a whole number"),
         ([*SMALL, "model.lam=-0.1"], "model.lam must be >= 0"),
         ([*SMALL, "model.lr=0"], "model.lr > 0"),
         ([*SMALL, "model.batch_size=0"], "model.batch_size"),

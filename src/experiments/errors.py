@@ -1,8 +1,11 @@
-"""The one error type for user mistakes: bad config or bad input files."""
+"""The one error type for user mistakes: bad config or bad input files; and the type check of settings that the
+job kinds' range checks share."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class UserError(Exception):
@@ -27,3 +30,28 @@ def one_line(error: BaseException, name_target: bool = False) -> str:
     if name_target and target is not None and not isinstance(error, UserError):
         message = f"{target.rsplit('.', 1)[-1]}: {type(error).__name__}: {message}"
     return message
+
+
+def check_types(settings: Mapping[str, Any], prefix: str, whole: Iterable[str] = (), real: Iterable[str] = (),
+                flags: Iterable[str] = ()) -> None:
+    """A word where a number or a flag goes (`task.lam=abc`, `plots.enabled=yes`) as one line naming the setting,
+    before the range checks that would fail on it with a TypeError, or a library that would take it as given and
+    fail mid-run. A setting that is absent or null is left to those checks."""
+    for keys, fits, kind in ((whole, _is_whole, "a whole number"), (real, _is_real, "a number"),
+                             (flags, _is_flag, "true or false")):
+        for key in keys:
+            value = settings.get(key)
+            if value is not None and not fits(value):
+                raise UserError(f"{prefix}.{key}={value!r}: use {kind}")
+
+
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python
+
+
+def _is_real(value: Any) -> bool:
+    return _is_whole(value) or isinstance(value, float)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.cache import Cache
 from experiments.console import LIGHTNING_INFO, quiet
 from experiments.data import ImageDataModule
-from experiments.errors import UserError, one_line
+from experiments.errors import UserError, check_types, one_line
 from experiments.fingerprint import code_version, module_of_target, settings_key
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,7 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
     """Build the Trainer once, so Lightning's own checks of its settings (precision, devices, strategy,
     callbacks) fail before any training or W&B run; check the counts it leaves to fit(); and refuse a
     training nothing would end."""
-    for key in WHOLE_NUMBER_SETTINGS:
-        value = trainer_cfg.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise UserError(f"trainer.{key}={value!r}: use a whole number")
+    check_types(trainer_cfg, "trainer", whole=WHOLE_NUMBER_SETTINGS)
     no_limit = trainer_cfg.get("max_epochs") == -1 and trainer_cfg.get("max_steps", -1) in (-1, None)  # Lightning's
     if no_limit and not trainer_cfg.get("max_time") and not trainer_cfg.get("callbacks"):  # (an early stop may end it)
         raise UserError("trainer.max_epochs=-1 trains without end; give a number of epochs, or a limit to stop at "

@@ -26,7 +26,7 @@ from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError, one_line
+from experiments.errors import UserError, check_types, one_line
 from experiments.files import write_csv
 from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
@@ -88,12 +88,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
 
 def check_plots(settings: DictConfig) -> None:
     """The plots come last, after training: their settings are checked first."""
-    for key in ("enabled", "tsne"):
-        if not isinstance(settings[key], bool):
-            raise UserError(f"plots.{key}={settings[key]!r}: use true or false")
-    for key in ("reconstructions", "max_points"):
-        if isinstance(settings[key], bool) or not isinstance(settings[key], int):
-            raise UserError(f"plots.{key}={settings[key]!r}: use a whole number")
+    check_types(settings, "plots", whole=("reconstructions", "max_points"), flags=("enabled", "tsne"))
     if settings.reconstructions < 1:
         raise UserError(f"plots.reconstructions={settings.reconstructions} must be at least 1 (images in the "
                         "reconstructions panel)")
@@ -111,8 +106,7 @@ def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
 
 def resolve_n_clusters(configured: int | None, n_classes: int | None, n_eval: int) -> int:
     """clusterer.n_clusters, defaulting to the data's class count."""
-    if configured is not None and (isinstance(configured, bool) or not isinstance(configured, int)):
-        raise UserError(f"clusterer.n_clusters={configured!r}: use a whole number (or null: the data's classes)")
+    check_types({"n_clusters": configured}, "clusterer", whole=("n_clusters",))
     n_clusters = configured if configured is not None else n_classes
     if n_clusters is None:
         raise UserError("clusterer.n_clusters: the eval images have no labels to count classes from; set it")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from experiments import ista, plots
 from experiments.accelerators import device_for
 from experiments.data import ImageDataModule
-from experiments.errors import UserError
+from experiments.errors import UserError, check_types
 from experiments.files import write_csv
 from experiments.jobs import MAX, JobKind
 from experiments.training import Job
@@ -193,6 +193,8 @@ class Plan:
 def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     """Every task setting, the image and the operators built for its size, before any solving or logging."""
     task = cfg.task
+    check_types(task, "task", whole=("ista_iterations", "fista_iterations", "reference_iterations", "kernel_size",
+                                     "levels", "index", "size"), real=("lam", "sigma", "noise", "tol"))
     if task.lam < 0:
         raise UserError(f"task.lam must be >= 0, got {task.lam}")
     if task.sigma <= 0 or task.noise < 0:

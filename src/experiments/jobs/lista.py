@@ -16,7 +16,7 @@ from experiments import ista, plots
 from experiments.accelerators import device_for
 from experiments.cache import save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError
+from experiments.errors import UserError, check_types
 from experiments.jobs import MIN, JobKind
 from experiments.models.lista import LISTA, nmse_db
 from experiments.training import Job, check_trainer, train_model
@@ -97,6 +97,9 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> None:
     if not issubclass(get_class(cfg.model._target_), LISTA):
         raise UserError(f"task=lista trains learned ISTA, and {cfg.model._target_} is not it; use model=lista")
     model, problem = cfg.model, cfg.model.problem
+    check_types(model, "model", whole=("layers", "batch_size"), real=("lam", "lr"))
+    check_types(problem, "model.problem", whole=("train_size", "test_size", "target_iterations", "compare_iterations",
+                                                 "rows", "atoms", "patch_size"), real=("target_tol", "nonzeros"))
     if problem.kind not in PROBLEMS:
         raise UserError(f"model.problem.kind={problem.kind!r} is not one of {', '.join(PROBLEMS)}")
     if model.target not in TARGETS or (model.target == "truth" and problem.kind != "synthetic"):
