@@ -128,7 +128,7 @@ def check_optimizer(model: pl.LightningModule) -> None:
         return  # nothing to train (model=pixels): Lightning never asks for an optimiser
     try:
         model.configure_optimizers()
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # torch's checks: a value out of range, or a word where a number goes
         raise UserError(f"model: its optimiser refuses the settings ({one_line(e)})") from None
 
 
