@@ -39,13 +39,15 @@ class KillAtEpoch(pl.Callback):
             raise Killed
 
 
-def train(model_factory, checkpoint, epochs: int, kill_at: int | None = None) -> pl.LightningModule:
+def train(model_factory, checkpoint, epochs: int, kill_at: int | None = None, callback: str | None = None
+          ) -> pl.LightningModule:
     data = Digits(batch_size=128, fit_limit=600, eval_limit=100, seed=0)
     data.setup()
     pl.seed_everything(0, verbose=False)
     model = model_factory(data)
     data.with_index = getattr(model, "needs_example_index", False)
     callbacks = [] if kill_at is None else [{"_target_": f"{__name__}.KillAtEpoch", "epoch": kill_at}]
+    callbacks += [{"_target_": callback}] if callback else []
     cfg = compose_config(f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false")
     cfg.trainer.callbacks = callbacks
     train_model(cfg.trainer, model, None, checkpoint, resume=True, datamodule=data)
@@ -65,6 +67,24 @@ def test_a_training_killed_after_an_epoch_and_resumed_equals_the_uninterrupted_o
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name} differs after the resume")
     assert not (tmp_path / "b.ckpt").exists(), "the partial checkpoint is gone once training is done"
+
+
+class CtrlC(pl.Callback):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_epochs_done_and_says_how_to_resume(tmp_path, caplog):
+    answer_to_ctrl_c = signal.getsignal(signal.SIGINT)  # Lightning ignores a second Ctrl-C while it shuts down
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(SystemExit):
+            train(lambda data: ConvAutoencoder(data.image_shape, latent_dim=8), tmp_path / "c.ckpt", epochs=4,
+                  callback=f"{__name__}.CtrlC")
+    finally:
+        signal.signal(signal.SIGINT, answer_to_ctrl_c)
+    assert f"training interrupted after 2 epochs, kept in {tmp_path / 'c.ckpt'}: the same command resumes" in caplog.text
+    assert torch.load(tmp_path / "c.ckpt", weights_only=False)["epoch"] == 1
 
 
 def test_the_same_sweep_command_finds_the_same_folder():

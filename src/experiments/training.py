@@ -153,7 +153,13 @@ def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any,
     with warnings.catch_warnings():
         # In-memory tensors need no loader workers; Lightning suggests them regardless.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, ckpt_path=start_from, weights_only=False, **fit_args)
+        try:
+            trainer.fit(model, ckpt_path=start_from, weights_only=False, **fit_args)
+        except SystemExit:  # how Lightning ends the process after Ctrl-C, once it has torn the epoch down
+            if trainer.interrupted and checkpoint.exists():
+                log.warning("training interrupted after %d epochs, kept in %s: the same command resumes it (with "
+                            "cache=false, a single run needs its hydra.run.dir too)", len(history.epochs), checkpoint)
+            raise
     checkpoint.unlink(missing_ok=True)
     return history.epochs
 
