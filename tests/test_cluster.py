@@ -25,7 +25,9 @@ from sklearn.decomposition import PCA
 
 from experiments.errors import UserError
 from experiments.jobs.cluster import reduce_codes
+from experiments.models.autoencoder import ConvAutoencoder
 from experiments.reduce import OpenTSNE
+from experiments.training import check_optimizer
 
 PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
 
@@ -233,6 +235,24 @@ def test_bad_cluster_settings_are_refused_by_the_check_naming_the_setting(overri
 def test_an_unknown_score_is_refused_with_the_kinds_scores(tmp_path):
     with pytest.raises(UserError, match="task.score='psnr' is not a score of task=cluster; use one of public_score"):
         run_job(tmp_path, *QUICK, "task.score=psnr")
+
+
+class OneCycleAutoencoder(ConvAutoencoder):
+    """A learning-rate schedule sized by the Trainer's steps (a common Lightning pattern): its optimiser needs the
+    Trainer, which the check has not built."""
+
+    def configure_optimizers(self) -> dict:
+        optimizer = super().configure_optimizers()
+        steps = self.trainer.estimated_stepping_batches
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, steps)}
+
+
+def test_an_optimiser_that_needs_its_trainer_is_left_to_fit():
+    with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
+        OneCycleAutoencoder((1, 8, 8), latent_dim=4).configure_optimizers()
+    check_optimizer(OneCycleAutoencoder((1, 8, 8), latent_dim=4))  # passes: fit() will build it
+    with pytest.raises(UserError, match="Invalid learning rate: -1"):
+        check_optimizer(OneCycleAutoencoder((1, 8, 8), latent_dim=4, lr=-1))  # torch's check comes first
 
 
 def test_lightnings_endless_max_epochs_passes_with_something_else_to_end_it():

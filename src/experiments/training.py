@@ -130,6 +130,8 @@ def check_optimizer(model: pl.LightningModule) -> None:
         model.configure_optimizers()
     except (ValueError, TypeError) as e:  # torch's checks: a value out of range, or a word where a number goes
         raise UserError(f"model: its optimiser refuses the settings ({one_line(e)})") from None
+    except Exception:  # noqa: BLE001 - one that needs its Trainer (a schedule sized by the Trainer's steps)
+        log.debug("%s's optimiser needs its Trainer: fit() builds it", type(model).__name__)
 
 
 def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any, checkpoint: Path, resume: bool,
