@@ -99,9 +99,7 @@ def check_job(*overrides: str) -> Any:
     data: ImageDataModule | None = None
     try:
         if kind.needs_data(cfg):
-            from hydra.utils import instantiate
-
-            data = instantiate(cfg.data)
+            data = pipeline.build_data(cfg)
             data.setup()
         return kind.check(cfg, data)
     except Exception as e:  # a UserError raised in a constructor reaches us wrapped by Hydra

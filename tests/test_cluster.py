@@ -216,7 +216,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["+trainer.check_val_every_n_epoch=true"], "trainer.check_val_every_n_epoch=True: use a whole number"),
         # optimiser settings torch checks only when fit() builds the optimiser
         (["model.lr=-1"], r"model: its optimiser refuses the settings \(Invalid learning rate: -1"),
-        (["model.lr=abc"], r"model: its optimiser refuses the settings \(.*not supported .* 'str'"),
+        (["model.lr=abc"], "model.lr='abc': use a number"),  # the constructor's hints, before the optimiser
         (["model.weight_decay=-0.5"], "Invalid weight_decay value: -0.5"),
         (["model=ista", "model.lr=-0.1"], "Invalid learning rate: -0.1"),
         (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),

@@ -8,11 +8,11 @@ from helpers import CONF, check_job, compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from experiments import jobs
-from experiments.errors import UserError, check_types, one_line
+from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.jobs import cluster
 from experiments.tracking import RunIdentity, make_logger
 
@@ -206,3 +206,38 @@ def test_a_setting_of_the_wrong_type_is_one_line_naming_it(value, kind, refused)
             check_types(settings, "group", **{kind: ["x"]})
     else:
         check_types(settings, "group", **{kind: ["x"]})
+
+
+class HintedModel:
+    """A user's own model: its constructor's hints are all the check needs."""
+
+    def __init__(self, width: int, rate: float = 0.1, sizes: tuple[int, ...] = (8,), limit: int | None = None,
+                 norm: bool = True, name: str = "mine") -> None:
+        pass
+
+
+class HintedSubclass(HintedModel):
+    def __init__(self, depth: int = 2, **kwargs) -> None:  # the base's settings pass through **kwargs
+        super().__init__(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"width": "abc"}, "x.width='abc': use a whole number"), ({"rate": "fast"}, "x.rate='fast': use a number"),
+     ({"sizes": "abc"}, r"x.sizes='abc': use a list of whole numbers"),
+     ({"sizes": [8, 2.5]}, r"x.sizes=\[8, 2.5\]: use a list of whole numbers"),
+     ({"limit": "none"}, "x.limit='none': use a whole number"), ({"norm": "yes"}, "x.norm='yes': use true or false"),
+     ({"depth": 1.5}, "x.depth=1.5: use a whole number")],
+)
+def test_settings_are_checked_against_the_constructors_type_hints_and_its_bases(settings, message):
+    with pytest.raises(UserError, match=message):
+        check_against_hints(OmegaConf.create({"width": 4, **settings}), "x", HintedSubclass)
+
+
+def test_settings_that_fit_their_hints_or_have_none_pass():
+    fine = {"width": 4, "rate": 1, "sizes": [8, 16], "limit": None, "norm": False, "name": 3, "unhinted": "anything"}
+    check_against_hints(OmegaConf.create(fine), "x", HintedSubclass)  # an int is a float; str and unknown keys: left
+    for group in ("model", "data"):  # every option's defaults fit their constructors' hints
+        for option in options(group):
+            node = compose_config(f"{group}={option}")[group]
+            check_against_hints(node, group, get_class(node._target_))  # (data=npy's MISSING paths: str hints)

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from experiments.errors import UserError, check_types
+from experiments.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,6 @@ class ImageDataModule(pl.LightningDataModule):
         layout: str = "auto",
     ) -> None:
         super().__init__()
-        check_types({"batch_size": batch_size, "fit_limit": fit_limit, "eval_limit": eval_limit}, "data",
-                    whole=("batch_size", "fit_limit", "eval_limit"))
         if batch_size < 1:
             raise UserError(f"data.batch_size must be at least 1, got {batch_size}")
         for setting, limit in (("fit_limit", fit_limit), ("eval_limit", eval_limit)):

@@ -3,8 +3,11 @@ job kinds' range checks share."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -43,6 +46,39 @@ def check_types(settings: Mapping[str, Any], prefix: str, whole: Iterable[str] =
             value = settings.get(key)
             if value is not None and not fits(value):
                 raise UserError(f"{prefix}.{key}={value!r}: use {kind}")
+
+
+def check_against_hints(settings: Mapping[str, Any], prefix: str, cls: type) -> None:
+    """`check_types` for the settings of a class's constructor, read from its type hints (and its bases'): int,
+    float, bool, their optional forms and tuples or lists of ints. `model.latent_dim=abc` is then one line naming
+    the setting, for any model or data module, a user's own too, instead of the constructor's TypeError. Settings
+    without such a hint are left to the constructor."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            with contextlib.suppress(NameError, TypeError):  # a hint it cannot evaluate: nothing to check against
+                hints |= typing.get_type_hints(klass.__init__)
+    kinds: dict[str, list[str]] = {"whole": [], "real": [], "flags": [], "whole_lists": []}
+    for key in settings:
+        kind = _kind_of_hint(hints.get(key))
+        if kind is not None:
+            kinds[kind].append(key)
+    check_types(settings, prefix, whole=kinds["whole"], real=kinds["real"], flags=kinds["flags"])
+    for key in kinds["whole_lists"]:
+        value = settings[key]
+        if value is not None and (isinstance(value, str) or not isinstance(value, Sequence)
+                                  or not all(_is_whole(v) for v in value)):
+            raise UserError(f"{prefix}.{key}={value!r}: use a list of whole numbers, e.g. [500,500]")
+
+
+def _kind_of_hint(hint: Any) -> str | None:
+    """What `check_types` checks for a type hint, or None for one it leaves alone."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:  # X | None
+        others = [h for h in typing.get_args(hint) if h is not type(None)]
+        return _kind_of_hint(others[0]) if len(others) == 1 else None
+    if typing.get_origin(hint) in (tuple, list) and set(typing.get_args(hint)) <= {int, Ellipsis}:
+        return "whole_lists" if typing.get_args(hint) else None
+    return {int: "whole", float: "real", bool: "flags"}.get(hint)
 
 
 def _is_flag(value: Any) -> bool:

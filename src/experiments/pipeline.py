@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -28,7 +28,7 @@ from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
-from experiments.errors import UserError, one_line
+from experiments.errors import UserError, check_against_hints, one_line
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
 from experiments.launch import check_ddp, limit_threads, read_sweep_plan, sweep_jobs
@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> float | None:
     ddp = cfg.trainer.get("strategy") == "ddp"
     if ddp:
         check_ddp(kind, multirun, hydra_cfg.get("launcher"), cfg.trainer)
-    data: ImageDataModule | None = instantiate(cfg.data) if kind.needs_data(cfg) else None
+    data = build_data(cfg) if kind.needs_data(cfg) else None
     config_hash = results_key(resolved(cfg), data.source_digest if data is not None else "")
     code = job_code_version(kind, cfg)
     key = settings_key({"results": config_hash, "code": code})
@@ -136,6 +136,12 @@ def job_cache(cfg: DictConfig) -> Cache | None:
     return cache
 
 
+def build_data(cfg: DictConfig) -> ImageDataModule:
+    """The data module (no I/O yet: setup() loads), its settings' types checked against its constructor's hints."""
+    check_against_hints(cfg.data, "data", get_class(cfg.data._target_))
+    return instantiate(cfg.data)
+
+
 def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
     """What run() checks before a job's expensive work, for a job not started yet (`cfg` without its hydra
     node). `loaded_data`: data modules already set up, by their settings, shared between the jobs checked."""
@@ -145,7 +151,7 @@ def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
         # Its seed only orders the training batches, which no check reads: one load serves every seed.
         settings = json.dumps({k: v for k, v in resolved(cfg.data).items() if k != "seed"}, sort_keys=True, default=str)
         if settings not in loaded_data:
-            loaded_data[settings] = instantiate(cfg.data)
+            loaded_data[settings] = build_data(cfg)
             loaded_data[settings].setup()
         data = loaded_data[settings]
     kind.check(cfg, data)

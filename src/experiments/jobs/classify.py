@@ -16,7 +16,7 @@ from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError
+from experiments.errors import UserError, check_against_hints
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import top_k_error
 from experiments.models.autoencoder import ConvAutoencoder
@@ -62,6 +62,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     check_trainer(cfg.trainer)
     classes = np.unique(data.fit_labels)
     settings = {k: v for k, v in cfg.model.items() if k not in FEATURE_KEYS}
+    check_against_hints(settings, "model", get_class(cfg.model._target_))
     model = instantiate(DictConfig(settings), n_features=n_features, n_classes=len(classes))
     check_optimizer(model)
     return Plan(model, classes, features, encoder_key)

@@ -26,7 +26,7 @@ from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError, check_types, one_line
+from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.files import write_csv
 from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
@@ -99,6 +99,7 @@ def check_plots(settings: DictConfig) -> None:
 def encoder_for(cfg: DictConfig, data: ImageDataModule) -> pl.LightningModule:
     """The configured encoder, sized for the data; the data's training batches carry image indices when the
     model asks (sparse coding warm-starts each image's code)."""
+    check_against_hints(cfg.model, "model", get_class(cfg.model._target_))
     model = instantiate(cfg.model, image_shape=data.image_shape)
     data.with_index = getattr(model, "needs_example_index", False)
     return model
