@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from experiments import pipeline
 from experiments.errors import UserError
 from experiments.jobs.cluster import reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
@@ -214,6 +215,9 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["trainer.max_epochs=abc"], "trainer.max_epochs='abc': use a whole number"),
         (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5: use a whole number"),
         (["+trainer.check_val_every_n_epoch=true"], "trainer.check_val_every_n_epoch=True: use a whole number"),
+        (["trainer.enable_progress_bar=maybe"], "trainer.enable_progress_bar='maybe': use true or false"),
+        (["trainer.deterministic=yes"], "trainer.deterministic='yes': use true, false or warn"),
+        (["task.reduce_with_fit_codes=yes"], "task.reduce_with_fit_codes='yes': use true or false"),  # a word: true
         # optimiser settings torch checks only when fit() builds the optimiser
         (["model.lr=-1"], r"model: its optimiser refuses the settings \(Invalid learning rate: -1"),
         (["model.lr=abc"], "model.lr='abc': use a number"),  # the constructor's hints, before the optimiser
@@ -253,6 +257,13 @@ def test_an_optimiser_that_needs_its_trainer_is_left_to_fit():
     check_optimizer(OneCycleAutoencoder((1, 8, 8), latent_dim=4))  # passes: fit() will build it
     with pytest.raises(UserError, match="Invalid learning rate: -1"):
         check_optimizer(OneCycleAutoencoder((1, 8, 8), latent_dim=4, lr=-1))  # torch's check comes first
+
+
+@pytest.mark.parametrize("switch, message", [("resume=no", "resume='no'"), ("cache=off", "cache='off'")])
+def test_a_word_for_a_switch_is_refused_before_the_data_loads(switch, message):
+    # "no" is a word to Hydra's parser, and a word is true: resume=no would resume
+    with pytest.raises(UserError, match=f"^{message}: use true or false$"):
+        pipeline.check_settings(compose_config("data=digits", switch))
 
 
 def test_lightnings_endless_max_epochs_passes_with_something_else_to_end_it():

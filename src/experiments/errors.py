@@ -39,13 +39,14 @@ def check_types(settings: Mapping[str, Any], prefix: str, whole: Iterable[str] =
                 flags: Iterable[str] = ()) -> None:
     """A word where a number or a flag goes (`task.lam=abc`, `plots.enabled=yes`) as one line naming the setting,
     before the range checks that would fail on it with a TypeError, or a library that would take it as given and
-    fail mid-run. A setting that is absent or null is left to those checks."""
+    fail mid-run. A setting that is absent or null is left to those checks. `prefix`: the settings' place in the
+    config ("" at its top)."""
     for keys, fits, kind in ((whole, _is_whole, "a whole number"), (real, _is_real, "a number"),
                              (flags, _is_flag, "true or false")):
         for key in keys:
             value = settings.get(key)
             if value is not None and not fits(value):
-                raise UserError(f"{prefix}.{key}={value!r}: use {kind}")
+                raise UserError(f"{prefix + '.' if prefix else ''}{key}={value!r}: use {kind}")
 
 
 def check_against_hints(settings: Mapping[str, Any], prefix: str, cls: type) -> None:

@@ -28,7 +28,7 @@ from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
-from experiments.errors import UserError, check_against_hints, one_line
+from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
 from experiments.launch import check_ddp, limit_threads, read_sweep_plan, sweep_jobs
@@ -118,7 +118,9 @@ def check_seed(seed: Any) -> None:
 
 def check_settings(cfg: DictConfig) -> tuple[jobs.JobKind, str, str]:
     """(the job's kind, its optimised score, that score's direction), after the checks that need neither data
-    nor a built model: the kind and score names, the seed, the accelerator."""
+    nor a built model: the kind and score names, the seed, the accelerator, the switches (`resume=no` would be a
+    word, and true)."""
+    check_types(cfg, "", flags=("cache", "resume"))
     kind = jobs.load(cfg.task.kind)
     score, direction = kind.score(cfg.task.get("score"))
     check_seed(cfg.seed)

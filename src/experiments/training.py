@@ -98,16 +98,21 @@ def build_trainer(trainer_cfg: DictConfig, logger: Any, callbacks: list[pl.Callb
     return instantiate(settings, logger=logger or False, callbacks=[*user_callbacks, *callbacks])
 
 
-# Counts the Trainer stores as given and asserts on only once fit() runs (max_epochs="abc" fails mid-fit).
+# Counts the Trainer stores as given and asserts on only once fit() runs (max_epochs="abc" fails mid-fit), and
+# switches it takes by their truth (enable_progress_bar=maybe is on).
 WHOLE_NUMBER_SETTINGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch",
                          "log_every_n_steps", "accumulate_grad_batches", "num_sanity_val_steps")
+FLAG_SETTINGS = ("enable_progress_bar", "enable_checkpointing", "enable_model_summary", "benchmark", "inference_mode",
+                 "use_distributed_sampler", "sync_batchnorm", "detect_anomaly", "barebones")
 
 
 def check_trainer(trainer_cfg: DictConfig) -> None:
     """Build the Trainer once, so Lightning's own checks of its settings (precision, devices, strategy,
     callbacks) fail before any training or W&B run; check the counts it leaves to fit(); and refuse a
     training nothing would end."""
-    check_types(trainer_cfg, "trainer", whole=WHOLE_NUMBER_SETTINGS)
+    check_types(trainer_cfg, "trainer", whole=WHOLE_NUMBER_SETTINGS, flags=FLAG_SETTINGS)
+    if trainer_cfg.get("deterministic") not in (None, True, False, "warn"):
+        raise UserError(f"trainer.deterministic={trainer_cfg.deterministic!r}: use true, false or warn")
     no_limit = trainer_cfg.get("max_epochs") == -1 and trainer_cfg.get("max_steps", -1) in (-1, None)  # Lightning's
     if no_limit and not trainer_cfg.get("max_time") and not trainer_cfg.get("callbacks"):  # (an early stop may end it)
         raise UserError("trainer.max_epochs=-1 trains without end; give a number of epochs, or a limit to stop at "

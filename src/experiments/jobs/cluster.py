@@ -62,6 +62,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     n_reduced, reduced_images = n_eval, "eval images"
+    check_types(cfg.task, "task", flags=("reduce_with_fit_codes",))
     if cfg.task.get("reduce_with_fit_codes"):
         if data.eval_overlaps_fit:
             raise UserError("task.reduce_with_fit_codes=true adds the fit images' codes to the eval images', and "
