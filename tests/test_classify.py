@@ -57,6 +57,8 @@ def test_mlp_on_autoencoder_codes_reuses_the_cached_autoencoder(tmp_path):
         (["model.activation=tanh"], "model.activation='tanh'"),
         (["model.gradients=numeric"], "model.gradients='numeric'"),
         (["model.lr=0"], "model.lr > 0"),
+        (["model.standardize=no"], "model.standardize='no': use true or false"),
+        (["model.batchnorm=no"], "model.batchnorm='no': use true or false"),  # the constructor's hint
         (["model.optimizer=sgd", "model.momentum=-1"], r"its optimiser refuses the settings \(Invalid momentum value"),
         (["model.features=hog"], "model.features='hog'"),
         (["model.features=autoencoder", "model.encoder.latent_dim=7"], "no cached autoencoder matches"),

@@ -16,7 +16,7 @@ from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError, check_against_hints
+from experiments.errors import UserError, check_against_hints, check_types
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import top_k_error
 from experiments.models.autoencoder import ConvAutoencoder
@@ -43,6 +43,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     if not hasattr(get_class(cfg.model._target_), "predict_proba"):
         raise UserError(f"task=classify trains a classifier, and {cfg.model._target_} is not one; use model=mlp")
     check_data(data)
+    check_types(cfg.model, "model", whole=("encoder_max_epochs",), flags=("standardize",))  # the job's, not the model's
     features = cfg.model.get("features", "pixels")
     if features not in FEATURES:
         raise UserError(f"model.features={features!r} is not one of {', '.join(FEATURES)}")
