@@ -59,9 +59,13 @@ class Job:
     key: str  # settings and code of this job's results: names its checkpoints
 
     def checkpoint(self) -> Path:
-        """Where training saves its state every epoch when the model is not cached: named by the job's key,
-        so a checkpoint of other settings or other code is never resumed."""
-        return self.dir / f"training-{self.key}.partial.ckpt"
+        return job_checkpoint(self.dir, self.key)
+
+
+def job_checkpoint(job_dir: Path, key: str) -> Path:
+    """Where training saves its state every epoch when the model is not cached: named by the job's key, so a
+    checkpoint of other settings or other code is never resumed."""
+    return job_dir / f"training-{key}.partial.ckpt"
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -32,7 +32,15 @@ from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
 from experiments.reduce import OpenTSNE, check_perplexity
-from experiments.training import Job, check_optimizer, check_trainer, model_cache_key, model_code_version, train_model
+from experiments.training import (
+    Job,
+    check_optimizer,
+    check_trainer,
+    job_checkpoint,
+    model_cache_key,
+    model_code_version,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +298,7 @@ def ddp_worker(cfg: DictConfig, job_dir: Path, data: ImageDataModule, key: str) 
     model = encoder_for(cfg, data)
     model_key = model_cache_key(cfg, data.source_digest)
     checkpoint = (Cache(cfg.cache_dir).partial_checkpoint(model_key) if cfg.cache
-                  else job_dir / f"training-{key}.partial.ckpt")
+                  else job_checkpoint(job_dir, key))
     train_model(cfg.trainer, model, None, checkpoint, cfg.resume, datamodule=data)
 
 
