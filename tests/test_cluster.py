@@ -198,6 +198,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
         (["clusterer.n_init=-1"], r"clusterer \(KMeans\).*n_init"),
         (["clusterer=gmm", "clusterer.covariance_type=round"], r"clusterer \(GaussianMixture\).*covariance_type"),
         (["clusterer=agglomerative", "clusterer.linkage=nearest"], r"clusterer \(AgglomerativeClustering\).*linkage"),
+        (["clusterer=agglomerative", "+clusterer.metric=cosine"], "cosine was provided as metric. Ward can only work"),
         (["model.channels=[8,8]", "model.kernel_size=5", "model.padding=0"], "shrink a 8x8 image to nothing"),
         (["model.kernel_size=0"], "model.kernel_size"),
         (["model=ista", "model.lam=-1"], "model.lam must be >= 0"),

@@ -90,6 +90,8 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
             raise UserError(f"{e} (the {reduced_images})") from None
     clusterer = within_thread_budget(instantiate(cfg.clusterer, n_clusters=n_clusters))
     check_estimator("clusterer", clusterer)
+    if type(clusterer).__name__ == "AgglomerativeClustering":
+        check_agglomerative(clusterer, n_clusters)
     check_plots(cfg.plots)
     check_trainer(cfg.trainer)
     return Plan(model, reducer, clusterer, n_clusters)
@@ -170,6 +172,16 @@ def check_umap(reducer: Any, n_codes: int, codes: str, code_size: int) -> None:
             raise UserError(f"reducer (UMAP): {one_line(e)}") from None
         except AttributeError:  # a umap-learn whose fit() sets more first: its fit() still checks them
             log.debug("umap-learn's parameter checks need more than this version's probe gives; left to fit()")
+
+
+def check_agglomerative(clusterer: Any, n_clusters: int) -> None:
+    """scikit-learn's AgglomerativeClustering checks some settings together only in fit(), after the training (Ward's
+    linkage with another metric, `+clusterer.metric=cosine`), and before any work on the data: a copy fitted to
+    n_clusters + 1 points hears them now."""
+    try:
+        clone(clusterer).fit(np.random.default_rng(0).normal(size=(n_clusters + 1, 2)))
+    except ValueError as e:
+        raise UserError(f"clusterer (AgglomerativeClustering): {e}") from None
 
 
 def check_n_components(reducer: Any, n_codes: int, code_size: int) -> None:
