@@ -36,13 +36,14 @@ def one_line(error: BaseException, name_target: bool = False) -> str:
 
 
 def check_types(settings: Mapping[str, Any], prefix: str, whole: Iterable[str] = (), real: Iterable[str] = (),
-                flags: Iterable[str] = ()) -> None:
+                flags: Iterable[str] = (), whole_lists: Iterable[str] = ()) -> None:
     """A word where a number or a flag goes (`task.lam=abc`, `plots.enabled=yes`) as one line naming the setting,
     before the range checks that would fail on it with a TypeError, or a library that would take it as given and
     fail mid-run. A setting that is absent or null is left to those checks. `prefix`: the settings' place in the
     config ("" at its top)."""
     for keys, fits, kind in ((whole, _is_whole, "a whole number"), (real, _is_real, "a number"),
-                             (flags, _is_flag, "true or false")):
+                             (flags, _is_flag, "true or false"),
+                             (whole_lists, _is_whole_list, "a list of whole numbers, e.g. [500,500]")):
         for key in keys:
             value = settings.get(key)
             if value is not None and not fits(value):
@@ -64,12 +65,7 @@ def check_against_hints(settings: Mapping[str, Any], prefix: str, cls: type) -> 
         kind = _kind_of_hint(hints.get(key))
         if kind is not None:
             kinds[kind].append(key)
-    check_types(settings, prefix, whole=kinds["whole"], real=kinds["real"], flags=kinds["flags"])
-    for key in kinds["whole_lists"]:
-        value = settings[key]
-        if value is not None and (isinstance(value, str) or not isinstance(value, Sequence)
-                                  or not all(_is_whole(v) for v in value)):
-            raise UserError(f"{prefix}.{key}={value!r}: use a list of whole numbers, e.g. [500,500]")
+    check_types(settings, prefix, **kinds)
 
 
 def _kind_of_hint(hint: Any) -> str | None:
@@ -92,3 +88,7 @@ def _is_whole(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return _is_whole(value) or isinstance(value, float)
+
+
+def _is_whole_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and all(_is_whole(v) for v in value)
