@@ -130,11 +130,16 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         raise UserError(f"trainer: {one_line(e)}") from None
 
 
+def trains(model: pl.LightningModule) -> bool:
+    """Whether the model has parameters to train (model=pixels has none: no epochs run, no optimiser is built)."""
+    return any(parameter.requires_grad for parameter in model.parameters())
+
+
 def check_optimizer(model: pl.LightningModule) -> None:
     """Build the model's optimiser once: torch checks its settings (a negative learning rate, momentum or
     weight decay) only when it is built, which Lightning does inside fit(), after the W&B run has started."""
-    if not any(p.requires_grad for p in model.parameters()):
-        return  # nothing to train (model=pixels): Lightning never asks for an optimiser
+    if not trains(model):
+        return  # Lightning never asks it for an optimiser
     try:
         model.configure_optimizers()
     except (ValueError, TypeError) as e:  # torch's checks: a value out of range, or a word where a number goes
@@ -152,7 +157,7 @@ def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any,
     is this training's. A resumed training is the uninterrupted one: the data order of each epoch comes
     from (seed, epoch), and the checkpoint holds the optimiser, the callbacks' state and torch's RNG.
     """
-    if not any(parameter.requires_grad for parameter in model.parameters()):
+    if not trains(model):
         log.info("%s has no parameters to train: no epochs run", type(model).__name__)
         return []
     history = EpochHistory()
