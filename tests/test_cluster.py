@@ -22,6 +22,8 @@ from helpers import (
 from hydra.utils import instantiate
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import NearestNeighbors
 
 from experiments import pipeline
 from experiments.errors import UserError
@@ -172,6 +174,25 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
     assert results["latent_dim"] == 10 and results["reduced_dim"] == 10
     assert results["reduced_codes"] == 1000 + 300, "UMAP embeds the fit images' codes too, as N2D"
     assert results["acc"] > 0.2  # twice chance after a minute's training: the parts are wired (figures: README)
+
+
+def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(umap_compiled):
+    rng = np.random.default_rng(0)  # 5,000 points: beyond the 4,096 below which umap-learn itself searches exactly
+    X = np.concatenate([rng.normal(size=(2500, 6)), rng.normal(8, 1, size=(2500, 6))]).astype(np.float32)
+    reducer = instantiate(compose_config("reducer=umap", "reducer.n_components=2", "reducer.n_epochs=20").reducer)
+    embedding = reducer.fit_transform(X)
+    exact = NearestNeighbors(n_neighbors=reducer.n_neighbors).fit(X).kneighbors(X)[1]
+    np.testing.assert_array_equal(reducer._knn_indices, exact)
+    assert reducer._knn_search_index is None, "pynndescent's approximate search never ran"
+    assert reducer.get_params()["precomputed_knn"] == (None, None, None), "the parameter as configured"
+    blobs = KMeans(2, n_init=1, random_state=0).fit_predict(embedding)
+    assert adjusted_rand_score(blobs, [0] * 2500 + [1] * 2500) == 1, "the blobs stay apart in the embedding"
+    # umap-learn's own search where an exact one cannot be done or would not pay
+    assert not reducer.set_params(metric="hamming").searches_exactly(X)
+    assert not reducer.set_params(metric="euclidean", n_neighbors=5000).searches_exactly(X)
+    reducer.set_params(n_neighbors=20)
+    assert reducer.searches_exactly(np.zeros((reducer.EXACT_UP_TO, 2), dtype=np.float32))
+    assert not reducer.searches_exactly(np.zeros((reducer.EXACT_UP_TO + 1, 2), dtype=np.float32))
 
 
 @pytest.mark.parametrize(

@@ -328,7 +328,7 @@ def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None =
     Fashion-MNIST images. Only the eval images are then clustered and scored.
     """
     embedded = codes if fit_codes is None else np.concatenate([fit_codes, codes])
-    # What the stage is doing while it runs (UMAP's neighbour search, about a minute, draws no bar)
+    # What the stage is doing while it runs (UMAP's neighbour search and graph draw no bar)
     log.info("%s of %d codes of size %d", type(reducer).__name__, *embedded.shape)
     return reducer.fit_transform(embedded)[len(embedded) - len(codes):]
 
