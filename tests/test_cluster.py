@@ -143,8 +143,8 @@ def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eva
 
 @pytest.fixture
 def umap_compiled() -> None:
-    """UMAP's first fit in a process compiles umap-learn's numba functions: 13 s on 2 cores, and 60% more
-    under the coverage tracer though no line of src/ runs in it. Fit the recipe's UMAP once, untraced."""
+    """UMAP's first fit in a process compiles umap-learn's numba functions: 8 s on 2 cores, and 60% more
+    under the coverage tracer, which has nothing to measure in them. Fit the recipe's UMAP once, untraced."""
     with untraced():
         reducer = instantiate(compose_config("+recipe=n2d", "reducer.n_epochs=5").reducer)
         reducer.fit_transform(np.random.default_rng(0).random((60, 10), dtype=np.float32))
