@@ -17,6 +17,8 @@ Literature figures stand beside the ratio as references, never as its baseline.
    (float64 and float32; on the GPU too where one is visible).
 10. help: `python -m experiments --help` against `python -c "import hydra"` (wall time).
 9. lista: the default model=lista job: code error after 16 layers vs 16 iterations of ISTA and FISTA.
+11. umap: reducer=umap (exact neighbours, experiments.umap_exact) vs umap-learn's own UMAP on every image's code
+   of N2D's dense autoencoder, each in a fresh process as a job runs it (time; the eval rows' GMM accuracy).
 
 Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits;
 `--only mlp,tsne_exact` re-measures some sections and keeps the others from the last bench.json, each with
@@ -234,6 +236,53 @@ def trained_codes(data: ImageDataModule, n_points: int) -> np.ndarray:
     trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
     with torch.no_grad():
         return model.eval().encode(data.eval_images[:n_points]).numpy().astype(np.float64)
+
+
+def n2d_codes(data: ImageDataModule, epochs: int) -> np.ndarray:
+    """Every fit image's code, then every eval image's, under N2D's dense autoencoder trained for `epochs`."""
+    from experiments.models.dense_autoencoder import DenseAutoencoder
+
+    torch.manual_seed(0)
+    model = DenseAutoencoder(data.image_shape)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, limit_val_batches=0,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
+    with torch.no_grad():
+        return model.eval().encode(torch.cat([data.fit_images, data.eval_images])).numpy()
+
+
+# One UMAP in a process of its own, as a job runs it (numba compiles its functions in each): N2D's settings.
+UMAP_RUN = """
+import sys, time, numpy as np
+from importlib import import_module
+module, name = sys.argv[1].rsplit(".", 1)
+codes = np.load(sys.argv[2])
+start = time.perf_counter()
+reducer = getattr(import_module(module), name)(n_components=10, n_neighbors=20, min_dist=0.0, random_state=0, n_jobs=1)
+np.save(sys.argv[3], reducer.fit_transform(codes))
+print(time.perf_counter() - start)
+"""
+
+
+def bench_umap(data: ImageDataModule, out: Path, epochs: int) -> dict:
+    """reducer=umap's class against umap-learn's own on the same codes: seconds from import to embedding, and the
+    accuracy of a full-covariance GMM (10 components, N2D's clusterer) on the eval images' rows."""
+    from sklearn.mixture import GaussianMixture
+
+    from experiments.metrics import cluster_accuracy
+
+    np.save(out / "umap_codes.npy", codes := n2d_codes(data, epochs))
+    n_eval = len(data.eval_images)
+    result = {"points": len(codes), "code_size": codes.shape[1], "epochs": epochs}
+    for key, target in (("exact", "experiments.umap_exact.UMAP"), ("umap_learn", "umap.UMAP")):
+        embedding_file = out / f"umap_{key}.npy"
+        done = subprocess.run([sys.executable, "-c", UMAP_RUN, target, out / "umap_codes.npy", embedding_file],
+                              cwd=REPO, check=True, capture_output=True, text=True,
+                              env=os.environ | {"PYTHONPATH": str(REPO / "src")})
+        rows = np.load(embedding_file)[-n_eval:]
+        clusters = GaussianMixture(10, covariance_type="full", random_state=0).fit_predict(rows)
+        result |= {f"{key}_s": float(done.stdout.split()[-1]), f"{key}_acc": cluster_accuracy(data.eval_labels, clusters)}
+    return result | {"speedup": result["umap_learn_s"] / result["exact_s"]}
 
 
 def kmeans_accuracy(embedding: np.ndarray, labels: np.ndarray) -> float:
@@ -514,6 +563,12 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
     if name == "help":
         return [("`python -m experiments --help` vs `python -c \"import hydra\"` (wall time, best of 5; target: within 5x)",
                  f"{r['ratio']:.1f}x the time", f"{r['help_s']:.2f} s vs {r['import_hydra_s']:.2f} s")]
+    if name == "umap":
+        figure = (f"UMAP of {r['points']:,} N2D codes of size {r['code_size']} (dense autoencoder, {r['epochs']} epochs), "
+                  "fresh processes: exact neighbours (reducer=umap) vs umap-learn's own search (time; GMM accuracy)")
+        absolute = (f"{r['exact_s']:.0f} s vs {r['umap_learn_s']:.0f} s; accuracy {r['exact_acc']:.4f} vs "
+                    f"{r['umap_learn_acc']:.4f}")
+        return [(figure, faster(r["speedup"]), absolute)]
     raise KeyError(name)
 
 
@@ -534,7 +589,7 @@ def table(results: dict) -> str:
 
 
 SECTIONS = ("throughput", "tsne", "mlp", "tsne_exact", "tsne_sampled", "sweep", "ista", "joblib", "deblur", "lista",
-            "help")
+            "help", "umap")
 
 
 def main() -> None:
@@ -576,6 +631,7 @@ def main() -> None:
         "deblur": lambda: bench_deblur(out, args.quick),
         "lista": lambda: bench_lista(out, args.quick),
         "help": bench_help,
+        "umap": lambda: bench_umap(data, out, epochs=1 if args.quick else 3),
     }
     for section in SECTIONS:
         if section in only:
