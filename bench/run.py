@@ -281,7 +281,8 @@ def bench_umap(data: ImageDataModule, out: Path, epochs: int) -> dict:
                               env=os.environ | {"PYTHONPATH": str(REPO / "src")})
         rows = np.load(embedding_file)[-n_eval:]
         clusters = GaussianMixture(10, covariance_type="full", random_state=0).fit_predict(rows)
-        result |= {f"{key}_s": float(done.stdout.split()[-1]), f"{key}_acc": cluster_accuracy(data.eval_labels, clusters)}
+        result |= {f"{key}_s": float(done.stdout.split()[-1]),
+                   f"{key}_acc": cluster_accuracy(data.eval_labels, clusters)}
     return result | {"speedup": result["umap_learn_s"] / result["exact_s"]}
 
 
@@ -564,8 +565,9 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
         return [("`python -m experiments --help` vs `python -c \"import hydra\"` (wall time, best of 5; target: within 5x)",
                  f"{r['ratio']:.1f}x the time", f"{r['help_s']:.2f} s vs {r['import_hydra_s']:.2f} s")]
     if name == "umap":
-        figure = (f"UMAP of {r['points']:,} N2D codes of size {r['code_size']} (dense autoencoder, {r['epochs']} epochs), "
-                  "fresh processes: exact neighbours (reducer=umap) vs umap-learn's own search (time; GMM accuracy)")
+        figure = (f"UMAP of {r['points']:,} N2D codes of size {r['code_size']} (dense autoencoder, {r['epochs']} "
+                  "epochs), fresh processes: exact neighbours (reducer=umap) vs umap-learn's own search (time; GMM "
+                  "accuracy)")
         absolute = (f"{r['exact_s']:.0f} s vs {r['umap_learn_s']:.0f} s; accuracy {r['exact_acc']:.4f} vs "
                     f"{r['umap_learn_acc']:.4f}")
         return [(figure, faster(r["speedup"]), absolute)]
