@@ -16,6 +16,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[variable] = "1"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Where the tests run (each worker, or the one process without -n), the large libraries are imported before
+    the test modules are collected, with coverage paused (tracing.py); xdist's controller imports none."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getoption("numprocesses", None):
+        from tracing import import_large_libraries
+
+        import_large_libraries()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end tests spread evenly through the run: on several workers (make test: -n auto) each worker's
     share of the list holds its share of the long tests, so the workers finish together."""

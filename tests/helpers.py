@@ -9,17 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import coverage
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from tracing import untraced
 
 import experiments.__main__  # noqa: F401 - as the entry point: the config's resolvers, one shared ConfigStore
 from experiments import jobs, pipeline
@@ -31,23 +29,6 @@ CONF = REPO / "conf"
 
 # Settings that keep a run on the digits small and quick: fit on 1,000 of them, score 600.
 QUICK = ["data=digits", "data.fit_limit=1000", "data.eval_limit=600", "trainer.max_epochs=2", "plots.max_points=300"]
-
-
-@contextmanager
-def untraced() -> Iterator[None]:
-    """Line coverage paused (as pytest-cov's `no_cover` marker pauses it for a whole test), for library work
-    that runs no line of src/ yet slows down under the tracer (Python 3.11 traces every frame): Hydra's
-    compose (0.2 s instead of 0.1 s, a few hundred times in the suite; the config's resolvers run later, when a
-    value is read) and umap-learn's numba compilation (tests/test_cluster.py)."""
-    tracer = coverage.Coverage.current()
-    if tracer is None:
-        yield
-        return
-    tracer.stop()
-    try:
-        yield
-    finally:
-        tracer.start()
 
 
 def compose_config(*overrides: str, job_dir: Path | None = None, hydra_context: bool = False) -> DictConfig:
