@@ -17,8 +17,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Where the tests run (each worker, or the one process without -n), the large libraries are imported before
-    the test modules are collected, with coverage paused (tracing.py); xdist's controller imports none."""
+    """Where the tests run under coverage (each worker, or the one process without -n), the large libraries are
+    imported before the test modules are collected, with coverage paused (tracing.py); xdist's controller
+    imports none."""
     if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getoption("numprocesses", None):
         from tracing import import_large_libraries
 

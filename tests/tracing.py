@@ -35,6 +35,10 @@ def untraced() -> Iterator[None]:
 
 
 def import_large_libraries() -> None:
+    """Under coverage only: without it there is nothing to save, and a run of one light test file (which
+    imports no helpers) would import them all for nothing."""
+    if coverage.Coverage.current() is None:
+        return
     with untraced():
         for name in LARGE_LIBRARIES:
             importlib.import_module(name)
