@@ -227,28 +227,30 @@ def bench_mlp(out: Path, data_overrides: list[str], data: ImageDataModule) -> di
     }
 
 
+def trained(model_class: type[pl.LightningModule], data: ImageDataModule, epochs: int) -> pl.LightningModule:
+    """A model of `model_class` (seed 0) trained for `epochs` on the fit images, quietly, in eval mode."""
+    torch.manual_seed(0)
+    model = model_class(data.image_shape)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, limit_val_batches=0,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
+    return model.eval()
+
+
 def trained_codes(data: ImageDataModule, n_points: int) -> np.ndarray:
     """Codes of the first eval images under an autoencoder trained for two epochs."""
-    torch.manual_seed(0)
-    model = ConvAutoencoder(data.image_shape)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, limit_val_batches=0, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
+    model = trained(ConvAutoencoder, data, epochs=2)
     with torch.no_grad():
-        return model.eval().encode(data.eval_images[:n_points]).numpy().astype(np.float64)
+        return model.encode(data.eval_images[:n_points]).numpy().astype(np.float64)
 
 
 def n2d_codes(data: ImageDataModule, epochs: int) -> np.ndarray:
     """Every fit image's code, then every eval image's, under N2D's dense autoencoder trained for `epochs`."""
     from experiments.models.dense_autoencoder import DenseAutoencoder
 
-    torch.manual_seed(0)
-    model = DenseAutoencoder(data.image_shape)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, limit_val_batches=0,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train_dataloaders=data.train_dataloader(), val_dataloaders=data.eval_dataloader())
+    model = trained(DenseAutoencoder, data, epochs)
     with torch.no_grad():
-        return model.eval().encode(torch.cat([data.fit_images, data.eval_images])).numpy()
+        return model.encode(torch.cat([data.fit_images, data.eval_images])).numpy()
 
 
 # One UMAP in a process of its own, as a job runs it (numba compiles its functions in each): N2D's settings.
