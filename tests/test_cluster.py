@@ -145,8 +145,6 @@ def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eva
 def umap_compiled() -> None:
     """UMAP's first fit in a process compiles umap-learn's numba functions: 8 s on 2 cores, and 60% more
     under the coverage tracer, which has nothing to measure in them. Fit the recipe's UMAP once, untraced."""
-    with untraced():
-        import umap  # noqa: F401 (numba's import, untraced too)
     reducer = instantiate(compose_config("+recipe=n2d", "reducer.n_epochs=5").reducer)  # traced: our umap_exact
     with untraced():
         reducer.fit_transform(np.random.default_rng(0).random((60, 10), dtype=np.float32))

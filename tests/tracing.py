@@ -14,7 +14,7 @@ import coverage
 # What the test modules import, directly or through src/: imported first, untraced, they took about 2 s less per
 # worker to collect (the tests' own imports of src/ then run traced, so its module-level lines still count).
 LARGE_LIBRARIES = ("torch", "pytorch_lightning", "wandb", "hydra", "omegaconf", "sklearn.cluster", "sklearn.mixture",
-                   "sklearn.manifold", "matplotlib.pyplot", "scipy.optimize")
+                   "sklearn.manifold", "matplotlib.pyplot", "scipy.optimize", "umap")
 
 
 @contextmanager
