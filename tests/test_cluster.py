@@ -46,6 +46,7 @@ def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_p
     assert results["kind"] == "cluster" and results["score"] == "public_score" and job.score == results["public_score"]
     assert results["acc"] > 0.6, "a trained autoencoder + t-SNE + k-means separates the digits far above chance"
     assert all(0 <= results[k] <= 1 for k in ("public_score", "private_score", "nmi"))
+    assert 0.8 < results["knn_acc"] <= 1, "the codes' own neighbourhoods keep the digits' classes"
     assert (results["latent_dim"], results["reducer"], results["reduced_dim"]) == (16, "tsne", 2)
     assert (results["clusterer"], results["n_clusters"], results["cache"]) == ("kmeans", 10, "miss")
     assert {"load", "check", "fit", "encode", "reduce", "cluster", "score", "plots"} <= set(results["seconds"])
@@ -60,6 +61,7 @@ def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_p
     run = wandb_summary(results["wandb_dir"])
     assert run["state"] == "finished" and run["exit_code"] == 0
     assert run["summary"]["acc"] == pytest.approx(results["acc"])
+    assert run["summary"]["knn_acc"] == pytest.approx(results["knn_acc"])
     assert run["config"]["model"]["latent_dim"] == 16, "the resolved config reaches W&B"
     assert {"train/loss_epoch", "val/recon_mse"} <= history_keys(results["wandb_dir"]), "training curves reach W&B"
 
@@ -109,7 +111,7 @@ def test_own_npy_images_with_labels_are_scored(tmp_path, npy_files):
 def test_own_npy_images_without_labels_give_null_scores_and_still_predictions(tmp_path, npy_files):
     job = run_job(tmp_path, "data=npy", f"data.train_path={npy_files['images']}", "clusterer.n_clusters=2",
                   "trainer.max_epochs=1", "reducer=none", "logger=none", "plots.tsne=false")
-    assert all(job.results[k] is None for k in ("public_score", "private_score", "acc", "nmi", "ari"))
+    assert all(job.results[k] is None for k in ("public_score", "private_score", "acc", "nmi", "ari", "knn_acc"))
     assert job.score is None and job.results["recon_mse"] > 0
     assert len(read_csv(job.dir / "predictions.csv")) == 120
     assert job.results["reduced_dim"] == job.results["latent_dim"] == 32

@@ -5,6 +5,7 @@ from experiments.metrics import (
     cluster_accuracy,
     clustering_scores,
     examples_of_different_classes,
+    knn_accuracy,
     per_image_mse,
     public_private_split,
 )
@@ -90,3 +91,28 @@ def test_nmi_is_normalised_by_the_arithmetic_mean_of_the_entropies():
     geometric = mutual / np.sqrt(entropy(y_true) * entropy(y_pred))
     nmi = clustering_scores(y_true, y_pred, seed=0)["nmi"]
     assert nmi == pytest.approx(arithmetic) and nmi != pytest.approx(geometric)
+
+
+def test_knn_accuracy_votes_among_each_codes_neighbours_without_itself():
+    codes = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.3]])
+    assert knn_accuracy(codes, np.array(["a", "a", "a", "b", "b", "b"]), k=2) == 1.0
+    # 5.3 is a "c": its nearest other codes are b's, and counting itself would have made it right
+    assert knn_accuracy(codes, np.array(["a", "a", "a", "b", "b", "c"]), k=1) == pytest.approx(5 / 6)
+    # one "b" among the a's: outvoted by its two nearest a's; each a beside it ties one vote to one, and a tie
+    # goes to the class listed first
+    assert knn_accuracy(codes, np.array(["a", "b", "a", "b", "b", "b"]), k=2) == pytest.approx(5 / 6)
+
+
+def test_knn_accuracy_is_at_chance_for_labels_that_ignore_the_codes():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(2000, 5))
+    assert abs(knn_accuracy(codes, rng.integers(0, 2, 2000)) - 0.5) < 0.05
+    assert knn_accuracy(codes, (codes[:, 0] > 0).astype(int)) > 0.9
+
+
+def test_knn_accuracy_of_too_few_codes_or_mismatched_labels():
+    assert knn_accuracy(np.zeros((1, 3)), np.array([0])) is None
+    # k above the number of other codes: each votes among all the others
+    assert knn_accuracy(np.array([[0.0], [1.0], [2.0]]), np.array([0, 0, 1]), k=20) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="3 codes but 2 labels"):
+        knn_accuracy(np.zeros((3, 2)), np.array([0, 1]))

@@ -1,10 +1,12 @@
-"""Scores: clustering accuracy (Hungarian matching), NMI, ARI, a Kaggle-style split, reconstruction error."""
+"""Scores: clustering accuracy (Hungarian matching), NMI, ARI, a Kaggle-style split, reconstruction error, and a
+k-nearest-neighbour probe of the codes."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.neighbors import NearestNeighbors
 
 
 def contingency(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -53,6 +55,24 @@ def clustering_scores(y_true: np.ndarray, y_pred: np.ndarray, seed: int) -> dict
         "nmi": float(normalized_mutual_info_score(y_true, y_pred, average_method="arithmetic")),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
     }
+
+
+def knn_accuracy(codes: np.ndarray, labels: np.ndarray, k: int = 20) -> float | None:
+    """Leave-one-out accuracy of a vote among each code's `k` nearest other codes (Euclidean; a tie goes to the
+    class listed first): how far the representation's neighbourhoods follow the classes, whatever a reducer and
+    a clusterer then make of them. A probe that reads the labels, as representation learning's kNN accuracy
+    does; None with fewer than two codes."""
+    codes, labels = np.asarray(codes).reshape(len(codes), -1), np.asarray(labels).ravel()
+    if len(codes) != len(labels):
+        raise ValueError(f"{len(codes)} codes but {len(labels)} labels")
+    if len(codes) < 2:
+        return None
+    _, classes = np.unique(labels, return_inverse=True)
+    # Without a query, scikit-learn returns each point's neighbours other than itself.
+    neighbours = NearestNeighbors(n_neighbors=min(k, len(codes) - 1)).fit(codes).kneighbors(return_distance=False)
+    votes = np.zeros((len(codes), classes.max() + 1), dtype=np.int64)
+    np.add.at(votes, (np.arange(len(codes))[:, None], classes[neighbours]), 1)
+    return float((votes.argmax(axis=1) == classes).mean())
 
 
 def per_image_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:

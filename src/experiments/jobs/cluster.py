@@ -30,7 +30,7 @@ from experiments.errors import UserError, check_against_hints, check_types, one_
 from experiments.files import write_csv
 from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
-from experiments.metrics import clustering_scores, examples_of_different_classes, per_image_mse
+from experiments.metrics import clustering_scores, examples_of_different_classes, knn_accuracy, per_image_mse
 from experiments.reduce import OpenTSNE, check_perplexity
 from experiments.training import (
     Job,
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "tsne_sampled": "tSNE (sampled)",
                   "umap": "UMAP", "none": "none"}
+# knn_acc's vote: as many neighbours as N2D's and the UMAP recipe's graph has.
+KNN_PROBE_NEIGHBOURS = 20
 
 
 @dataclass
@@ -231,6 +233,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         results: dict[str, Any] = {
             **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
                 ["public_score", "private_score", "acc", "nmi", "ari"])),
+            # The encoder's share of the scores: the eval codes' own neighbourhoods, before any reducer.
+            "knn_acc": None if labels is None else knn_accuracy(codes, labels, KNN_PROBE_NEIGHBOURS),
             "recon_mse": float(mse.mean()),
             "code_sparsity": float((codes == 0).mean()),  # fraction of zeros: about 0 for an autoencoder
             "recon_mse_examples": [
@@ -428,7 +432,8 @@ def log_embeddings(
 KIND = JobKind(
     name="cluster",
     tagged_by=("model", "data", "reducer", "clusterer"),
-    scores={"public_score": MAX, "private_score": MAX, "acc": MAX, "nmi": MAX, "ari": MAX, "recon_mse": MIN},
+    scores={"public_score": MAX, "private_score": MAX, "acc": MAX, "nmi": MAX, "ari": MAX, "knn_acc": MAX,
+            "recon_mse": MIN},
     # The seed report's columns first, in its order, then the rest of what a job reports.
     columns=[
         ("Public Score", "public_score"),
@@ -439,6 +444,7 @@ KIND = JobKind(
         ("acc", "acc"),
         ("nmi", "nmi"),
         ("ari", "ari"),
+        ("knn_acc", "knn_acc"),
         ("recon_mse", "recon_mse"),
         ("code_sparsity", "code_sparsity"),
         ("clusterer", "clusterer"),
