@@ -456,6 +456,6 @@ KIND = JobKind(
     needs_data=lambda cfg: True,
     check=check,
     run=run,
-    shown=("acc", "nmi", "private_score"),
+    shown=("acc", "nmi", "knn_acc", "private_score"),
     ddp_worker=ddp_worker,
 )
