@@ -178,6 +178,19 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
     assert results["acc"] > 0.2  # twice chance after a minute's training: the parts are wired (figures: README)
 
 
+def test_the_random_conv_recipe_clusters_features_nothing_trained_and_reports_no_reconstructions(tmp_path,
+                                                                                                  umap_compiled):
+    job = run_job(tmp_path, *QUICK, "+recipe=random_conv", "reducer.n_epochs=30", "logger=none",
+                  "data.eval_fraction=0.3", "data.eval_limit=300", figures=True)
+    results = job.results
+    assert (results["model"], results["reducer"], results["clusterer"]) == ("random_conv", "umap", "gmm")
+    assert results["latent_dim"] == 128 and results["reduced_codes"] == 1000 + 300
+    assert torch.load(results["checkpoint"], weights_only=True)["history"] == [], "no epoch ran"
+    assert results["recon_mse"] is None and results["recon_mse_examples"] == []
+    assert not (job.dir / "plots" / "reconstructions.png").exists() and (job.dir / "plots" / "embedding_pca.png").exists()
+    assert results["knn_acc"] > 0.8 and results["acc"] > 0.6, "random filters and pooling still tell the digits apart"
+
+
 def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(umap_compiled):
     rng = np.random.default_rng(0)  # 5,000 points: beyond the 4,096 below which umap-learn itself searches exactly
     X = np.concatenate([rng.normal(size=(2500, 6)), rng.normal(8, 1, size=(2500, 6))]).astype(np.float32)

@@ -1,8 +1,8 @@
 """task=cluster: fit (or load) an encoder -> encode the eval images -> reduce -> cluster -> score -> plots.
 
 The Kaggle report's job (seed 001): the encoder is model=autoencoder, dense_autoencoder (N2D's), ista (sparse
-coding) or pixels (the raw-pixel baseline); the reducer and clusterer are scikit-learn estimators (or adapters
-that behave as such).
+coding), pixels (the raw-pixel baseline) or random_conv (random convolutional features, nothing trained); the
+reducer and clusterer are scikit-learn estimators (or adapters that behave as such).
 """
 
 from __future__ import annotations
@@ -228,14 +228,15 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
                       [[i, label_of[i], int(c)] for i, c in enumerate(clusters)], csv=False)
 
     with timer("score"):
-        mse = per_image_mse(data.eval_images.numpy(), reconstructions)
-        example_ids = examples_of_different_classes(labels, len(mse), 2)
+        # An encoder without a decoder (model=random_conv) reconstructs nothing: no reconstruction errors
+        mse = None if reconstructions is None else per_image_mse(data.eval_images.numpy(), reconstructions)
+        example_ids = [] if mse is None else examples_of_different_classes(labels, len(mse), 2)
         results: dict[str, Any] = {
             **(clustering_scores(labels, clusters, cfg.seed) if labels is not None else dict.fromkeys(
                 ["public_score", "private_score", "acc", "nmi", "ari"])),
             # The encoder's share of the scores: the eval codes' own neighbourhoods, before any reducer.
             "knn_acc": None if labels is None else knn_accuracy(codes, labels, KNN_PROBE_NEIGHBOURS),
-            "recon_mse": float(mse.mean()),
+            "recon_mse": None if mse is None else float(mse.mean()),
             "code_sparsity": float((codes == 0).mean()),  # fraction of zeros: about 0 for an autoencoder
             "recon_mse_examples": [
                 {"index": i, "label": None if labels is None else int(labels[i]), "mse": float(mse[i])}
@@ -263,7 +264,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             results |= model.solver_report()
 
     with timer("plots"):
-        log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
+        if mse is not None:
+            log_reconstructions(tracker, data, reconstructions, mse, cfg.plots.reconstructions)
         if hasattr(model, "atoms"):  # a dictionary's atoms are images: show them
             tracker.log_figure("atoms", plots.image_grid_figure, model.atoms().cpu().numpy(), "dictionary atoms")
         views = EmbeddingViews(codes, cfg.plots.max_points, cfg.seed, job.cache, model_key)
@@ -347,15 +349,18 @@ def encode_fit_images(model: pl.LightningModule, data: ImageDataModule) -> np.nd
 
 
 @torch.no_grad()
-def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and reconstructions of the eval images, on the model's device."""
+def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes and reconstructions of the eval images, on the model's device (no reconstructions from a model
+    without a decoder)."""
     model.eval()
+    decoder = getattr(model, "decoder", None)
     codes, reconstructions = [], []
     for images, *_ in data.eval_dataloader():
         code = model.encode(images.to(model.device))
         codes.append(code.cpu())
-        reconstructions.append(model.decoder(code).cpu())
-    return torch.cat(codes).numpy(), torch.cat(reconstructions).float().numpy()
+        if decoder is not None:
+            reconstructions.append(decoder(code).cpu())
+    return torch.cat(codes).numpy(), torch.cat(reconstructions).float().numpy() if reconstructions else None
 
 
 def log_reconstructions(tracker: Any, data: ImageDataModule, reconstructions: np.ndarray, mse: np.ndarray,
