@@ -178,17 +178,22 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
     assert results["acc"] > 0.2  # twice chance after a minute's training: the parts are wired (figures: README)
 
 
-def test_the_random_conv_recipe_clusters_features_nothing_trained_and_reports_no_reconstructions(tmp_path,
-                                                                                                  umap_compiled):
-    job = run_job(tmp_path, *QUICK, "+recipe=random_conv", "reducer.n_epochs=30", "logger=none",
+@pytest.mark.parametrize(("recipe", "model", "code_size", "epochs", "least_knn_acc", "least_acc"), [
+    ("random_conv", "random_conv", 128, 0, 0.8, 0.6),  # nothing to train
+    # N2D's autoencoder on the features' principal components, 8 steps of training: 0.77 and 0.65 measured
+    ("random_conv_n2d", "random_conv_autoencoder", 10, 2, 0.6, 0.4),
+])
+def test_the_random_feature_recipes_cluster_the_digits_and_report_no_reconstructions(
+        tmp_path, umap_compiled, recipe, model, code_size, epochs, least_knn_acc, least_acc):
+    job = run_job(tmp_path, *QUICK, f"+recipe={recipe}", "reducer.n_epochs=30", "logger=none",
                   "data.eval_fraction=0.3", "data.eval_limit=300", figures=True)
     results = job.results
-    assert (results["model"], results["reducer"], results["clusterer"]) == ("random_conv", "umap", "gmm")
-    assert results["latent_dim"] == 128 and results["reduced_codes"] == 1000 + 300
-    assert torch.load(results["checkpoint"], weights_only=True)["history"] == [], "no epoch ran"
+    assert (results["model"], results["reducer"], results["clusterer"]) == (model, "umap", "gmm")
+    assert results["latent_dim"] == code_size and results["reduced_codes"] == 1000 + 300
+    assert len(torch.load(results["checkpoint"], weights_only=True)["history"]) == epochs
     assert results["recon_mse"] is None and results["recon_mse_examples"] == []
     assert not (job.dir / "plots" / "reconstructions.png").exists() and (job.dir / "plots" / "embedding_pca.png").exists()
-    assert results["knn_acc"] > 0.8 and results["acc"] > 0.6, "random filters and pooling still tell the digits apart"
+    assert results["knn_acc"] > least_knn_acc and results["acc"] > least_acc, "the digits told apart, far above chance"
 
 
 def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(umap_compiled):

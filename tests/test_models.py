@@ -1,10 +1,13 @@
 import pytest
 import torch
+from helpers import compose_config
 
+from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.models.random_conv import RandomConvFeatures
-from experiments.training import trains
+from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
+from experiments.training import train_model, trains
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 8, 8), (3, 17, 23), (1, 5, 7)])
@@ -32,7 +35,7 @@ def test_random_conv_features_come_from_the_seed_and_nothing_is_trained():
     assert codes.shape == (5, 32) and not trains(model) and not hasattr(model, "decoder")
     torch.testing.assert_close(RandomConvFeatures((1, 28, 28), n_filters=16, latent_dim=32, seed=3).encode(images), codes)
     assert not torch.allclose(RandomConvFeatures((1, 28, 28), n_filters=16, latent_dim=32, seed=4).encode(images), codes)
-    assert set(model.state_dict()) == {"filters", "projection"}, "saved with the model, so a cached model is the same"
+    assert set(model.state_dict()) == {"features.filters", "projection"}, "saved with the model, so a cached model is the same"
 
 
 def test_random_conv_pooling_brings_the_code_of_a_slightly_moved_image_closer():
@@ -53,3 +56,46 @@ def test_random_conv_pooling_brings_the_code_of_a_slightly_moved_image_closer():
 def test_random_conv_rejects_settings_it_cannot_build(setting, message):
     with pytest.raises(UserError, match=message):
         RandomConvFeatures((1, 8, 8), **setting)
+
+
+def small_random_conv_autoencoder(image_shape: tuple[int, int, int], **settings) -> RandomConvAutoencoder:
+    return RandomConvAutoencoder(image_shape, **{"latent_dim": 4, "hidden": (32,), "n_components": 20,
+                                                 "n_filters": 16, "pool": 2, **settings})
+
+
+def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_with_the_model(tmp_path):
+    data = Digits(batch_size=128, fit_limit=300, eval_limit=100)
+    data.setup()
+    model = small_random_conv_autoencoder(data.image_shape)
+    images = data.fit_images
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.encode(images)
+    data.with_index = model.needs_example_index
+    cfg = compose_config("trainer.max_epochs=1", "trainer.enable_progress_bar=false")
+    assert train_model(cfg.trainer, model, None, tmp_path / "training.ckpt", resume=False, datamodule=data)
+
+    torch.testing.assert_close(model.components @ model.components.T, torch.eye(20), atol=1e-5, rtol=0)
+    components = model.principal_components(images)
+    torch.testing.assert_close(model.fit_components, components, atol=1e-5, rtol=1e-4,
+                               msg="the training steps' components are the images' own")
+    assert components.mean(0).abs().max() < 1e-4 and components.var(0).mean() == pytest.approx(1, rel=1e-3)
+    assert components.var(0)[0] > components.var(0)[-1], "in the PCA's order: the most variance first"
+    saved = model.state_dict()
+    assert {"mean", "components", "scale"} <= set(saved) and "fit_components" not in saved, "the model, not its data"
+    cached = small_random_conv_autoencoder(data.image_shape)
+    cached.load_state_dict(saved)
+    torch.testing.assert_close(cached.encode(images), model.encode(images))
+    assert cached.encode(images).shape == (300, 4) and not hasattr(model, "decoder"), "no images reconstructed"
+
+
+@pytest.mark.parametrize(("setting", "message"), [({"n_components": 257}, "between 1 and the 256 features"),
+                                                  ({"hidden": ()}, "model.hidden"), ({"latent_dim": 0}, "latent_dim"),
+                                                  ({"kernel_size": 2}, "odd kernel_size")])
+def test_random_conv_autoencoder_rejects_settings_it_cannot_build(setting, message):
+    with pytest.raises(UserError, match=message):
+        small_random_conv_autoencoder((1, 8, 8), **setting)
+
+
+def test_random_conv_autoencoder_needs_as_many_fit_images_as_components():
+    with pytest.raises(UserError, match="n_components=20 is more than the 10 fit images"):
+        small_random_conv_autoencoder((1, 8, 8)).fit_pca(torch.rand(10, 1, 8, 8))

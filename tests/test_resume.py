@@ -22,6 +22,7 @@ from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.models.ista import SparseCoding
+from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
 from experiments.resume import finished_results, results_key, stable_run_id, sweep_name
 from experiments.training import resolved, train_model
 
@@ -57,7 +58,9 @@ def train(model_factory, checkpoint, epochs: int, kill_at: int | None = None, ca
 @pytest.mark.parametrize("factory", [
     lambda data: ConvAutoencoder(data.image_shape, latent_dim=8),
     lambda data: SparseCoding(data.image_shape, latent_dim=16, fit_iterations=10),  # warm starts are state too
-], ids=["autoencoder", "sparse_coding"])
+    # its PCA is fitted again when the resumed training starts, then the checkpoint's is restored
+    lambda data: RandomConvAutoencoder(data.image_shape, latent_dim=4, hidden=(32,), n_components=20, pool=2),
+], ids=["autoencoder", "sparse_coding", "random_conv_autoencoder"])
 def test_a_training_killed_after_an_epoch_and_resumed_equals_the_uninterrupted_one(tmp_path, factory):
     straight = train(factory, tmp_path / "a.ckpt", epochs=3)
     with pytest.raises(Killed):

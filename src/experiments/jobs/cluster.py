@@ -1,8 +1,9 @@
 """task=cluster: fit (or load) an encoder -> encode the eval images -> reduce -> cluster -> score -> plots.
 
 The Kaggle report's job (seed 001): the encoder is model=autoencoder, dense_autoencoder (N2D's), ista (sparse
-coding), pixels (the raw-pixel baseline) or random_conv (random convolutional features, nothing trained); the
-reducer and clusterer are scikit-learn estimators (or adapters that behave as such).
+coding), pixels (the raw-pixel baseline), random_conv (random convolutional features, nothing trained) or
+random_conv_autoencoder (N2D's autoencoder on those features' principal components); the reducer and clusterer
+are scikit-learn estimators (or adapters that behave as such).
 """
 
 from __future__ import annotations
@@ -353,7 +354,7 @@ def encode(model: pl.LightningModule, data: ImageDataModule) -> tuple[np.ndarray
     """Codes and reconstructions of the eval images, on the model's device (no reconstructions from a model
     without a decoder)."""
     model.eval()
-    decoder = getattr(model, "decoder", None)
+    decoder = getattr(model, "decoder", None)  # codes back to images (model=random_conv_autoencoder's are features)
     codes, reconstructions = [], []
     for images, *_ in data.eval_dataloader():
         code = model.encode(images.to(model.device))

@@ -43,10 +43,15 @@ class Autoencoder(pl.LightningModule):
         self.log("val/recon_mse", nn.functional.mse_loss(self(images), images), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # fused: one kernel for all parameters. On the CPU torch's default Adam loops over them in Python: for N2D's
-        # dense autoencoder 15 ms of a 50 ms step on 2 cores, 3 ms fused (an epoch 10.5 s -> 9.0 s)
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                                fused=True)
+        return fused_adam(self)
+
+
+def fused_adam(model: pl.LightningModule) -> torch.optim.Optimizer:
+    """Adam with the model's `lr` and `weight_decay` hyperparameters, fused: one kernel for all parameters. On the
+    CPU torch's default Adam loops over them in Python: for N2D's dense autoencoder 15 ms of a 50 ms step on 2
+    cores, 3 ms fused (an epoch 10.5 s -> 9.0 s)."""
+    return torch.optim.Adam(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay,
+                            fused=True)
 
 
 class ConvAutoencoder(Autoencoder):

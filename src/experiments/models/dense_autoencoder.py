@@ -26,21 +26,26 @@ class DenseAutoencoder(Autoencoder):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
-        if not hidden or min(hidden) < 1:
-            raise UserError(f"model.hidden must be a non-empty list of positive sizes, got {list(hidden)}")
+        check_layer_sizes(latent_dim, hidden)
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         self.image_shape = tuple(image_shape)
         pixels = math.prod(self.image_shape)
-        sizes = (pixels, *hidden)
-        encoder: list[nn.Module] = [nn.Flatten()]
-        for n_in, n_out in pairwise(sizes):
-            encoder += [nn.Linear(n_in, n_out), nn.ReLU()]
-        self.encoder = nn.Sequential(*encoder, nn.Linear(sizes[-1], latent_dim))
-        back = (latent_dim, *reversed(hidden))
-        decoder: list[nn.Module] = []
-        for n_in, n_out in pairwise(back):
-            decoder += [nn.Linear(n_in, n_out), nn.ReLU()]
+        self.encoder = nn.Sequential(nn.Flatten(), *dense_layers((pixels, *hidden, latent_dim)))
         # Pixels lie in [0, 1]: a sigmoid output, as the convolutional autoencoder has.
-        self.decoder = nn.Sequential(*decoder, nn.Linear(back[-1], pixels), nn.Sigmoid(), nn.Unflatten(1, self.image_shape))
+        self.decoder = nn.Sequential(*dense_layers((latent_dim, *reversed(hidden), pixels)), nn.Sigmoid(),
+                                     nn.Unflatten(1, self.image_shape))
+
+
+def check_layer_sizes(latent_dim: int, hidden: tuple[int, ...]) -> None:
+    if latent_dim < 1:
+        raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
+    if not hidden or min(hidden) < 1:
+        raise UserError(f"model.hidden must be a non-empty list of positive sizes, got {list(hidden)}")
+
+
+def dense_layers(sizes: tuple[int, ...]) -> list[nn.Module]:
+    """Fully connected layers from sizes[0] to sizes[-1], a ReLU after each but the last."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in pairwise(sizes):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return layers[:-1]

@@ -8,17 +8,43 @@ import math
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from experiments.errors import UserError
 
 
-class RandomConvFeatures(pl.LightningModule):
+class RandomFilters(nn.Module):
     """`n_filters` random filters of `kernel_size` (zero mean, unit length: they respond to edges and spots, not to
-    brightness), max-pooled over `pool` x `pool` windows; the pooled maps, scaled to unit length per image, times a
-    Gaussian random matrix (Johnson-Lindenstrauss: distances kept within a few percent) give the code. All drawn
-    from `seed`. It has no parameters, so training runs no epochs (experiments.training.train_model), and no
-    decoder: the job reports no reconstructions."""
+    brightness), max-pooled over `pool` x `pool` windows after a ReLU; each image's pooled maps, flattened and scaled
+    to unit length, are its `n_features` features. Drawn from `generator`; a buffer, never trained."""
+
+    def __init__(self, image_shape: tuple[int, int, int], n_filters: int, kernel_size: int, pool: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        if n_filters < 1 or kernel_size < 1 or kernel_size % 2 == 0:
+            raise UserError(f"model: random filters need n_filters of at least 1 and an odd kernel_size, got "
+                            f"{n_filters}, {kernel_size}")
+        if not 1 <= pool <= min(height, width):
+            raise UserError(f"model.pool={pool} must be between 1 and the images' side ({height}x{width})")
+        self.kernel_size, self.pool = kernel_size, pool
+        self.n_features = n_filters * (height // pool) * (width // pool)
+        filters = torch.randn(n_filters, channels, kernel_size, kernel_size, generator=generator)
+        filters -= filters.mean(dim=(1, 2, 3), keepdim=True)
+        filters /= filters.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        self.register_buffer("filters", filters)  # saved with the model and moved to its device, never trained
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = F.conv2d(images, self.filters, padding=self.kernel_size // 2)
+        # The ReLU after the pooling: the same values (both keep the order), on a pool**2 times smaller tensor
+        return F.normalize(F.relu(F.max_pool2d(maps, self.pool)).flatten(1), dim=1)
+
+
+class RandomConvFeatures(pl.LightningModule):
+    """Random filters' features (RandomFilters) times a Gaussian random matrix (Johnson-Lindenstrauss: distances
+    kept within a few percent) give the code. All drawn from `seed`. It has no parameters, so training runs no
+    epochs (experiments.training.train_model), and no decoder: the job reports no reconstructions."""
 
     def __init__(
         self,
@@ -30,24 +56,13 @@ class RandomConvFeatures(pl.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        channels, height, width = image_shape
-        if min(n_filters, latent_dim) < 1 or kernel_size < 1 or kernel_size % 2 == 0:
-            raise UserError(f"model=random_conv needs n_filters and latent_dim of at least 1 and an odd kernel_size, "
-                            f"got {n_filters}, {latent_dim}, {kernel_size}")
-        if not 1 <= pool <= min(height, width):
-            raise UserError(f"model.pool={pool} must be between 1 and the images' side ({height}x{width})")
+        if latent_dim < 1:
+            raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
         self.save_hyperparameters(logger=False)
         generator = torch.Generator().manual_seed(seed)
-        filters = torch.randn(n_filters, channels, kernel_size, kernel_size, generator=generator)
-        filters -= filters.mean(dim=(1, 2, 3), keepdim=True)
-        filters /= filters.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-        pooled = n_filters * (height // pool) * (width // pool)
-        # Buffers, not parameters: saved with the model and moved to its device, never trained.
-        self.register_buffer("filters", filters)
-        self.register_buffer("projection", torch.randn(pooled, latent_dim, generator=generator) / math.sqrt(latent_dim))
+        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, generator)
+        projection = torch.randn(self.features.n_features, latent_dim, generator=generator) / math.sqrt(latent_dim)
+        self.register_buffer("projection", projection)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        maps = F.conv2d(images, self.filters, padding=self.hparams.kernel_size // 2)
-        # The ReLU after the pooling: the same values (both keep the order), on a pool**2 times smaller tensor
-        pooled = F.relu(F.max_pool2d(maps, self.hparams.pool)).flatten(1)
-        return F.normalize(pooled, dim=1) @ self.projection
+        return self.features(images) @ self.projection

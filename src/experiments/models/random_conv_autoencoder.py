@@ -1,0 +1,119 @@
+"""N2D's autoencoder on random convolutional features: fixed random filters and pooling (models/random_conv.py),
+the principal components of their features, fitted to the fit images before training, and N2D's dense autoencoder
+trained to reconstruct those components. Its code is what the cluster job reduces and clusters."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+
+from experiments.errors import UserError
+from experiments.models.autoencoder import fused_adam
+from experiments.models.dense_autoencoder import check_layer_sizes, dense_layers
+from experiments.models.random_conv import RandomFilters
+
+log = logging.getLogger(__name__)
+
+
+class RandomConvAutoencoder(pl.LightningModule):
+    """Images -> random filters' features (RandomFilters, drawn from `seed`) -> their first `n_components` principal
+    components, scaled to a mean variance of 1 -> N2D's layers (`hidden`) -> a `latent_dim` code -> the layers
+    reversed -> the components again, by MSE and Adam.
+
+    The PCA is fitted in Lightning's `setup` hook, when training starts, on every fit image's features (scikit-learn's
+    PCA, seeded); it is saved with the model, so a cached model encodes without it. Each fit image's components are
+    computed once there and looked up by the batches' indices, since computing the features costs more than the
+    autoencoder's step. It reconstructs features, not images: it has no `decoder` from codes to images, and the
+    cluster job reports no reconstructions.
+    """
+
+    needs_example_index = True  # training batches end with their images' indices: each image's components
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int = 10,
+        hidden: tuple[int, ...] = (500, 500, 2000),
+        n_components: int = 100,
+        n_filters: int = 64,
+        kernel_size: int = 5,
+        pool: int = 4,
+        seed: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_layer_sizes(latent_dim, hidden)
+        self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
+        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed))
+        n_features = self.features.n_features
+        if not 1 <= n_components <= n_features:
+            raise UserError(f"model.n_components={n_components} must be between 1 and the {n_features} features "
+                            f"({n_filters} filters x the pooled maps)")
+        # The PCA, zero until fitted: buffers, saved with the model and moved to its device.
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("components", torch.zeros(n_components, n_features))
+        self.register_buffer("scale", torch.zeros(()))
+        # Training state, not model (not saved): each fit image's components, by its index in the fit set.
+        self.register_buffer("fit_components", torch.zeros(0, n_components), persistent=False)
+        self.encoder = nn.Sequential(*dense_layers((n_components, *hidden, latent_dim)))
+        self.component_decoder = nn.Sequential(*dense_layers((latent_dim, *reversed(hidden), n_components)))
+
+    def principal_components(self, images: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(images))
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.scale > 0:
+            raise RuntimeError("the PCA is not fitted: train the model (or call fit_pca) first")
+        return (features - self.mean) @ self.components.T / self.scale
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.principal_components(images))
+
+    def setup(self, stage: str) -> None:
+        """Lightning's hook before training (and before a resumed training's checkpoint is restored)."""
+        if stage == "fit":
+            datamodule = self.trainer.datamodule
+            if datamodule is None:
+                raise RuntimeError("model=random_conv_autoencoder fits its PCA to the datamodule's fit_images: "
+                                   "pass trainer.fit a datamodule")
+            self.fit_pca(datamodule.fit_images)
+
+    @torch.no_grad()
+    def fit_pca(self, images: torch.Tensor, batch_size: int = 1024) -> None:
+        """Fit the PCA to the images' features and keep each image's components for the training steps.
+
+        All the features at once (60,000 Fashion-MNIST images: 3,136 features each, 750 MB): scikit-learn's
+        randomized PCA of them takes 10 s on 2 cores, half of what accumulating their covariance takes."""
+        n_components = self.hparams.n_components
+        if len(images) < n_components:
+            raise UserError(f"model.n_components={n_components} is more than the {len(images)} fit images")
+        log.info("PCA of %d fit images' random features to %d components", len(images), n_components)
+        features = torch.cat([self.features(batch.to(self.device)).cpu() for batch in images.split(batch_size)])
+        pca = PCA(n_components, random_state=self.hparams.seed).fit(features.numpy())
+        self.mean.copy_(torch.from_numpy(pca.mean_))
+        self.components.copy_(torch.from_numpy(pca.components_))
+        self.scale.fill_(float(np.sqrt(pca.explained_variance_.mean())))
+        self.fit_components = self.project(features.to(self.device))
+
+    def reconstruct(self, components: torch.Tensor) -> torch.Tensor:
+        return self.component_decoder(self.encoder(components))
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        components = self.fit_components[batch[-1]]  # the data module appends the indices (with_index)
+        loss = nn.functional.mse_loss(self.reconstruct(components), components)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        components = self.principal_components(batch[0])
+        self.log("val/component_mse", nn.functional.mse_loss(self.reconstruct(components), components),
+                 prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return fused_adam(self)
