@@ -47,7 +47,14 @@ def test_every_data_option_builds_without_reading_files(option, tmp_path):
 # groups do not interact in the check beyond the code size, which the reducer tests below exercise).
 ENCODER_STAGES = sorted({("autoencoder", r, "kmeans") for r in options("reducer")}
                         | {("autoencoder", "tsne", c) for c in options("clusterer")}
-                        | {(m, "pca", "gmm") for m in ("autoencoder", "dense_autoencoder", "ista")})
+                        | {(m, "pca", "gmm") for m in cluster.ENCODERS})
+
+
+def test_the_cluster_jobs_encoders_are_the_model_options_with_an_encode():
+    """The list its error names and the cases above: a new encoder in conf/model is in both or this fails."""
+    targets = {option: compose_config(f"model={option}").model._target_ for option in options("model")}
+    assert {option for option, target in targets.items()
+            if callable(getattr(get_class(target), "encode", None))} == set(cluster.ENCODERS)
 
 
 @pytest.mark.parametrize("model, reducer, clusterer", ENCODER_STAGES)

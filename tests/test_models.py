@@ -80,8 +80,11 @@ def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_
                                msg="the training steps' components are the images' own")
     assert components.mean(0).abs().max() < 1e-4 and components.var(0).mean() == pytest.approx(1, rel=1e-3)
     assert components.var(0)[0] > components.var(0)[-1], "in the PCA's order: the most variance first"
+    torch.testing.assert_close(model.eval_components, model.principal_components(data.eval_images), atol=1e-5,
+                               rtol=1e-4, msg="the validation steps' components are the eval images' own")
     saved = model.state_dict()
-    assert {"mean", "components", "scale"} <= set(saved) and "fit_components" not in saved, "the model, not its data"
+    assert {"mean", "components", "scale"} <= set(saved), "the model"
+    assert not {"fit_components", "eval_components"} & set(saved), "not its data"
     cached = small_random_conv_autoencoder(data.image_shape)
     cached.load_state_dict(saved)
     torch.testing.assert_close(cached.encode(images), model.encode(images))

@@ -232,8 +232,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_labels: np.ndarray | None = None
         self.fit_labels: np.ndarray | None = None
         self.eval_overlaps_fit = False  # some eval images are fit images: a classifier must not be scored on them
-        # True: training batches end with each image's index in the fit set (models/ista.py warm-starts
-        # every image's code from its last one).
+        # True: training and validation batches end with each image's index in its set (models/ista.py warm-starts
+        # every image's code from its last one; models/random_conv_autoencoder.py looks up its features' components).
         self.with_index = False
 
     def load_arrays(self) -> Images:
@@ -304,13 +304,15 @@ class ImageDataModule(pl.LightningDataModule):
                      len(loader.sampler.indices()), len(loader.sampler))
         return loader
 
-    def eval_dataloader(self) -> DataLoader:
-        """Eval images in order, with their labels when there are any: validation curves and encoding."""
+    def eval_dataloader(self, with_index: bool = False) -> DataLoader:
+        """Eval images in order, with their labels when there are any, then their indices with `with_index`:
+        validation curves and encoding."""
         labels = () if self.eval_labels is None else (torch.from_numpy(self.eval_labels),)
+        labels += (torch.arange(len(self.eval_images)),) if with_index else ()
         return batches((self.eval_images, *labels), self.batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader()
+        return self.eval_dataloader(with_index=self.with_index)
 
 
 class FashionMNIST(ImageDataModule):

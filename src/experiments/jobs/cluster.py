@@ -61,14 +61,20 @@ class Plan:
     n_clusters: int
 
 
+# The options of conf/model with an encode(), for the error that names them (tests/test_configs.py keeps it whole).
+ENCODERS = ("autoencoder", "dense_autoencoder", "ista", "pixels", "random_conv", "random_conv_autoencoder")
+
+
 def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     """The encoder built for the data, the reducer and clusterer built and validated against the code size
     and the number of eval images: every setting that would fail after training fails here."""
     assert data is not None
     if not callable(getattr(get_class(cfg.model._target_), "encode", None)):
         raise UserError(f"task=cluster clusters an encoder's codes, and {cfg.model._target_} has no encode(); "
-                        "use model=autoencoder, dense_autoencoder or ista (model=mlp: task=classify)")
+                        f"use model={', '.join(ENCODERS)} (model=mlp: task=classify)")
     model = encoder_for(cfg, data)
+    if hasattr(model, "check_fit_images"):  # a model with a fit step of its own (random_conv_autoencoder's PCA)
+        model.check_fit_images(len(data.fit_images))
     check_optimizer(model)
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
