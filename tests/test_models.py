@@ -5,7 +5,7 @@ from helpers import compose_config
 from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
-from experiments.models.random_conv import RandomConvFeatures
+from experiments.models.random_conv import RandomConvFeatures, RandomFilters
 from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
 from experiments.training import train_model, trains
 
@@ -49,6 +49,23 @@ def test_random_conv_pooling_brings_the_code_of_a_slightly_moved_image_closer():
         return float((codes[2] - codes[0]).norm() / (codes[1] - codes[0]).norm())
 
     assert moved_against_turned(4) < 0.75 * moved_against_turned(1), "max pooling absorbs part of a small shift"
+
+
+def test_a_spatial_pyramid_adds_maxima_that_a_shift_does_not_change():
+    images = torch.zeros(2, 1, 28, 28)
+    images[0, 0, 8:20, 10:14] = 1  # a bar
+    images[1] = torch.roll(images[0], shifts=(3, 3), dims=(1, 2))  # moved by 3 pixels each way, inside the image
+
+    def features(pyramid: bool) -> torch.Tensor:
+        return RandomFilters((1, 28, 28), 16, 5, 4, torch.Generator().manual_seed(0), pyramid)(images)
+
+    plain, pyramid = features(False), features(True)
+    assert plain.shape == (2, 16 * 49) and pyramid.shape == (2, 16 * (49 + 4 + 1))
+    torch.testing.assert_close(pyramid[:, : 16 * 49] / pyramid[:, : 16 * 49].norm(dim=1, keepdim=True), plain,
+                               msg="the windows' maxima as without the pyramid")
+    whole = pyramid[:, -16:] / pyramid[:, -16:].norm(dim=1, keepdim=True)
+    torch.testing.assert_close(whole[1], whole[0], msg="each map's maximum is where the bar went")
+    assert (pyramid[1] - pyramid[0]).norm() < (plain[1] - plain[0]).norm()
 
 
 @pytest.mark.parametrize(("setting", "message"), [({"kernel_size": 4}, "odd kernel_size"),

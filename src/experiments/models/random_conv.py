@@ -17,10 +17,13 @@ from experiments.errors import UserError
 class RandomFilters(nn.Module):
     """`n_filters` random filters of `kernel_size` (zero mean, unit length: they respond to edges and spots, not to
     brightness), max-pooled over `pool` x `pool` windows after a ReLU; each image's pooled maps, flattened and scaled
-    to unit length, are its `n_features` features. Drawn from `generator`; a buffer, never trained."""
+    to unit length, are its `n_features` features. With `pyramid`, a spatial pyramid (Lazebnik et al., 2006): each
+    map's maxima over its four quadrants and over the whole map join the windows', weighted 2 and 4 (fewer cells,
+    more weight), features that a shift of a few pixels does not change. Drawn from `generator`; a buffer, never
+    trained."""
 
     def __init__(self, image_shape: tuple[int, int, int], n_filters: int, kernel_size: int, pool: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, pyramid: bool = False) -> None:
         super().__init__()
         channels, height, width = image_shape
         if n_filters < 1 or kernel_size < 1 or kernel_size % 2 == 0:
@@ -28,8 +31,8 @@ class RandomFilters(nn.Module):
                             f"{n_filters}, {kernel_size}")
         if not 1 <= pool <= min(height, width):
             raise UserError(f"model.pool={pool} must be between 1 and the images' side ({height}x{width})")
-        self.kernel_size, self.pool = kernel_size, pool
-        self.n_features = n_filters * (height // pool) * (width // pool)
+        self.kernel_size, self.pool, self.pyramid = kernel_size, pool, pyramid
+        self.n_features = n_filters * ((height // pool) * (width // pool) + (2 * 2 + 1 if pyramid else 0))
         filters = torch.randn(n_filters, channels, kernel_size, kernel_size, generator=generator)
         filters -= filters.mean(dim=(1, 2, 3), keepdim=True)
         filters /= filters.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
@@ -37,8 +40,11 @@ class RandomFilters(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         maps = F.conv2d(images, self.filters, padding=self.kernel_size // 2)
+        pooled = F.max_pool2d(maps, self.pool).flatten(1)
+        if self.pyramid:
+            pooled = torch.cat([pooled, 2 * F.adaptive_max_pool2d(maps, 2).flatten(1), 4 * maps.amax(dim=(2, 3))], 1)
         # The ReLU after the pooling: the same values (both keep the order), on a pool**2 times smaller tensor
-        return F.normalize(F.relu(F.max_pool2d(maps, self.pool)).flatten(1), dim=1)
+        return F.normalize(F.relu(pooled), dim=1)
 
 
 class RandomConvFeatures(pl.LightningModule):
@@ -54,13 +60,14 @@ class RandomConvFeatures(pl.LightningModule):
         pool: int = 4,
         latent_dim: int = 128,
         seed: int = 0,
+        pyramid: bool = False,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
             raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
         self.save_hyperparameters(logger=False)
         generator = torch.Generator().manual_seed(seed)
-        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, generator)
+        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, generator, pyramid)
         projection = torch.randn(self.features.n_features, latent_dim, generator=generator) / math.sqrt(latent_dim)
         self.register_buffer("projection", projection)
 

@@ -43,6 +43,7 @@ class RandomConvAutoencoder(pl.LightningModule):
         n_filters: int = 64,
         kernel_size: int = 5,
         pool: int = 4,
+        pyramid: bool = False,
         seed: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -50,7 +51,8 @@ class RandomConvAutoencoder(pl.LightningModule):
         super().__init__()
         check_layer_sizes(latent_dim, hidden)
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
-        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed))
+        self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed),
+                                      pyramid)
         n_features = self.features.n_features
         if not 1 <= n_components <= n_features:
             raise UserError(f"model.n_components={n_components} must be between 1 and the {n_features} features "
