@@ -28,8 +28,9 @@ class RandomConvAutoencoder(pl.LightningModule):
     The PCA is fitted in Lightning's `setup` hook, when training starts, on every fit image's features (scikit-learn's
     PCA, seeded); it is saved with the model, so a cached model encodes without it. Each fit and eval image's
     components are computed once there and looked up by the batches' indices, since computing the features costs
-    more than the autoencoder's step (the eval images' 2.5 s an epoch of validation, 10,000 images). It reconstructs features, not images: it has no `decoder` from codes to images, and the
-    cluster job reports no reconstructions.
+    more than the autoencoder's steps (the 10,000 eval images' took 2 s of each validation epoch's 2.5). It
+    reconstructs features, not images: it has no `decoder` from codes to images, and the cluster job reports no
+    reconstructions.
     """
 
     needs_example_index = True  # batches end with their images' indices: each image's components, looked up
