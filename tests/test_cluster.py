@@ -244,7 +244,7 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model.kernel_size=0"], "model.kernel_size"),
         (["model=ista", "model.lam=-1"], "model.lam must be >= 0"),
         (["model=ista", "model.encode_iterations=0"], "model.encode_iterations"),
-        (["model=mlp", "task=cluster"], r"has no encode\(\); use model=autoencoder, dense_autoencoder, ista, pixels, random_conv"),
+        (["model=mlp", "task=cluster"], r"no encode\(\); use model=autoencoder, dense_autoencoder, ista, pixels, random"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["data.eval_limit=abc"], "data.eval_limit='abc': use a whole number"),
         (["plots.max_points=1"], r"plots.max_points=1 must be at least 2 \(codes drawn in the 2-D plots\)"),

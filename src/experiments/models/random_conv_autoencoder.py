@@ -87,7 +87,7 @@ class RandomConvAutoencoder(pl.LightningModule):
                 raise RuntimeError("model=random_conv_autoencoder fits its PCA to the datamodule's fit_images: "
                                    "pass trainer.fit a datamodule")
             self.fit_pca(datamodule.fit_images)
-            self.eval_components = self.components_in_batches(datamodule.eval_images)
+            self.eval_components = self.project(self.features_of(datamodule.eval_images).to(self.device))
 
     def check_fit_images(self, n_images: int) -> None:
         """The cluster job's check, before any training: enough fit images for the PCA."""
@@ -95,11 +95,12 @@ class RandomConvAutoencoder(pl.LightningModule):
             raise UserError(f"model.n_components={self.hparams.n_components} is more than the {n_images} fit images")
 
     @torch.no_grad()
-    def components_in_batches(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        return torch.cat([self.principal_components(batch.to(self.device)) for batch in images.split(batch_size)])
+    def features_of(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Every image's random features, a batch at a time, on the CPU."""
+        return torch.cat([self.features(batch.to(self.device)).cpu() for batch in images.split(batch_size)])
 
     @torch.no_grad()
-    def fit_pca(self, images: torch.Tensor, batch_size: int = 1024) -> None:
+    def fit_pca(self, images: torch.Tensor) -> None:
         """Fit the PCA to the images' features and keep each image's components for the training steps.
 
         All the features at once (60,000 Fashion-MNIST images: 3,136 features each, 750 MB): scikit-learn's
@@ -107,7 +108,7 @@ class RandomConvAutoencoder(pl.LightningModule):
         n_components = self.hparams.n_components
         self.check_fit_images(len(images))
         log.info("PCA of %d fit images' random features to %d components", len(images), n_components)
-        features = torch.cat([self.features(batch.to(self.device)).cpu() for batch in images.split(batch_size)])
+        features = self.features_of(images)
         pca = PCA(n_components, random_state=self.hparams.seed).fit(features.numpy())
         self.mean.copy_(torch.from_numpy(pca.mean_))
         self.components.copy_(torch.from_numpy(pca.components_))
