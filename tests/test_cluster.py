@@ -180,6 +180,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
 
 @pytest.mark.parametrize(("recipe", "model", "code_size", "epochs", "least_knn_acc", "least_acc"), [
     ("random_conv", "random_conv", 128, 0, 0.8, 0.6),  # nothing to train
+    ("random_conv_pca", "random_conv_pca", 100, 0, 0.8, 0.6),  # nothing to train, a PCA to fit
     # N2D's autoencoder on the features' principal components, 8 steps of training: 0.77 and 0.65 measured
     ("random_conv_n2d", "random_conv_autoencoder", 10, 2, 0.6, 0.4),
 ])
@@ -269,6 +270,7 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
         (["model=random_conv_autoencoder", "data.fit_limit=50"], "model.n_components=100 is more than the 50 fit"),
+        (["model=random_conv_pca", "data.fit_limit=50"], r"model.latent_dim=100 \(principal components\) is more than"),
         (["task.reduce_with_fit_codes=true"], "here the eval images are the fit images; hold some out"),
         (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],
          r"needs more than 90 points .*\(the fit and eval images\)"),

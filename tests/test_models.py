@@ -7,6 +7,7 @@ from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.models.random_conv import RandomConvFeatures, RandomFilters
 from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
+from experiments.models.random_conv_pca import RandomConvPCA
 from experiments.training import train_model, trains
 
 
@@ -75,6 +76,34 @@ def test_random_conv_rejects_settings_it_cannot_build(setting, message):
         RandomConvFeatures((1, 8, 8), **setting)
 
 
+def test_random_conv_pca_fits_its_components_to_the_fit_images_and_saves_them_with_the_model():
+    data = Digits(fit_limit=300, eval_limit=100)
+    data.setup()
+    model = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=3)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.encode(data.eval_images)
+    assert model.fit(data.fit_images) is model and not trains(model)
+    codes = model.encode(data.fit_images)
+    assert codes.shape == (300, 20)
+    assert codes.mean(0).abs().max() < 1e-4 and codes.var(0).mean() == pytest.approx(1, rel=1e-3)
+    assert codes.var(0)[0] > codes.var(0)[-1], "in the PCA's order: the most variance first"
+    torch.testing.assert_close(model.pca.components @ model.pca.components.T, torch.eye(20), atol=1e-5, rtol=0)
+    saved = model.state_dict()
+    assert set(saved) == {"features.filters", "pca.mean", "pca.components", "pca.scale"}
+    cached = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=3)
+    cached.load_state_dict(saved)
+    torch.testing.assert_close(cached.encode(data.eval_images), model.encode(data.eval_images))
+    other = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=4).fit(data.fit_images)
+    assert not torch.allclose(other.encode(data.eval_images).abs(), model.encode(data.eval_images).abs())
+
+
+def test_random_conv_pca_refuses_more_components_than_features_or_fit_images():
+    with pytest.raises(UserError, match=r"model.latent_dim=257 \(principal components\) must be between 1 and the 256"):
+        RandomConvPCA((1, 8, 8), n_filters=16, pool=2, latent_dim=257)
+    with pytest.raises(UserError, match=r"model.latent_dim=20 \(principal components\) is more than the 10 fit"):
+        RandomConvPCA((1, 8, 8), n_filters=16, pool=2, latent_dim=20).fit(torch.rand(10, 1, 8, 8))
+
+
 def small_random_conv_autoencoder(image_shape: tuple[int, int, int], **settings) -> RandomConvAutoencoder:
     return RandomConvAutoencoder(image_shape, **{"latent_dim": 4, "hidden": (32,), "n_components": 20,
                                                  "n_filters": 16, "pool": 2, **settings})
@@ -91,7 +120,7 @@ def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_
     cfg = compose_config("trainer.max_epochs=1", "trainer.enable_progress_bar=false")
     assert train_model(cfg.trainer, model, None, tmp_path / "training.ckpt", resume=False, datamodule=data)
 
-    torch.testing.assert_close(model.components @ model.components.T, torch.eye(20), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.pca.components @ model.pca.components.T, torch.eye(20), atol=1e-5, rtol=0)
     components = model.principal_components(images)
     torch.testing.assert_close(model.fit_components, components, atol=1e-5, rtol=1e-4,
                                msg="the training steps' components are the images' own")
@@ -100,7 +129,7 @@ def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_
     torch.testing.assert_close(model.eval_components, model.principal_components(data.eval_images), atol=1e-5,
                                rtol=1e-4, msg="the validation steps' components are the eval images' own")
     saved = model.state_dict()
-    assert {"mean", "components", "scale"} <= set(saved), "the model"
+    assert {"pca.mean", "pca.components", "pca.scale"} <= set(saved), "the model"
     assert not {"fit_components", "eval_components"} & set(saved), "not its data"
     cached = small_random_conv_autoencoder(data.image_shape)
     cached.load_state_dict(saved)

@@ -62,7 +62,8 @@ class Plan:
 
 
 # The options of conf/model with an encode(), for the error that names them (tests/test_configs.py keeps it whole).
-ENCODERS = ("autoencoder", "dense_autoencoder", "ista", "pixels", "random_conv", "random_conv_autoencoder")
+ENCODERS = ("autoencoder", "dense_autoencoder", "ista", "pixels", "random_conv", "random_conv_autoencoder",
+            "random_conv_pca")
 
 
 def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
@@ -73,7 +74,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
         raise UserError(f"task=cluster clusters an encoder's codes, and {cfg.model._target_} has no encode(); "
                         f"use model={', '.join(ENCODERS)} (model=mlp: task=classify)")
     model = encoder_for(cfg, data)
-    if hasattr(model, "check_fit_images"):  # a model with a fit step of its own (random_conv_autoencoder's PCA)
+    if hasattr(model, "check_fit_images"):  # a model with a fit step of its own (the random features' PCA)
         model.check_fit_images(len(data.fit_images))
     check_optimizer(model)
     n_eval = len(data.eval_images)
@@ -298,6 +299,8 @@ def fit_or_load(job: Job, model: pl.LightningModule, key: str) -> tuple[pl.Light
     code = model_code_version(cfg.model, cfg.data)
 
     def train() -> Entry:
+        if hasattr(model, "fit"):  # a fit step that is not training (model=random_conv_pca's PCA), scikit-learn's way
+            model.fit(job.data.fit_images)
         checkpoint = cache.partial_checkpoint(key) if cache is not None else job.checkpoint()
         history = train_model(cfg.trainer, model, job.tracker.logger, checkpoint, cfg.resume, datamodule=job.data)
         return {"state_dict": model.state_dict(), "history": history, "code_version": code}

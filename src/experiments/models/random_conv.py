@@ -46,6 +46,12 @@ class RandomFilters(nn.Module):
         # The ReLU after the pooling: the same values (both keep the order), on a pool**2 times smaller tensor
         return F.normalize(F.relu(pooled), dim=1)
 
+    @torch.no_grad()
+    def of_images(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Every image's features, a batch at a time on the filters' device, gathered on the CPU."""
+        device = self.filters.device
+        return torch.cat([self(batch.to(device)).cpu() for batch in images.split(batch_size)])
+
 
 class RandomConvFeatures(pl.LightningModule):
     """Random filters' features (RandomFilters) times a Gaussian random matrix (Johnson-Lindenstrauss: distances

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.decomposition import PCA
 from torch import nn
 
 from experiments.errors import UserError
 from experiments.models.autoencoder import fused_adam
 from experiments.models.dense_autoencoder import check_layer_sizes, dense_layers
 from experiments.models.random_conv import RandomFilters
+from experiments.models.random_conv_pca import PrincipalComponents
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,7 @@ class RandomConvAutoencoder(pl.LightningModule):
         if not 1 <= n_components <= n_features:
             raise UserError(f"model.n_components={n_components} must be between 1 and the {n_features} features "
                             f"({n_filters} filters x the pooled maps)")
-        # The PCA, zero until fitted: buffers, saved with the model and moved to its device.
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("components", torch.zeros(n_components, n_features))
-        self.register_buffer("scale", torch.zeros(()))
+        self.pca = PrincipalComponents(n_features, n_components)  # zero until fitted, saved with the model
         # Training state, not model (not saved): each fit and eval image's components, by its index in its set.
         self.register_buffer("fit_components", torch.zeros(0, n_components), persistent=False)
         self.register_buffer("eval_components", torch.zeros(0, n_components), persistent=False)
@@ -69,12 +65,7 @@ class RandomConvAutoencoder(pl.LightningModule):
         self.component_decoder = nn.Sequential(*dense_layers((latent_dim, *reversed(hidden), n_components)))
 
     def principal_components(self, images: torch.Tensor) -> torch.Tensor:
-        return self.project(self.features(images))
-
-    def project(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.scale > 0:
-            raise RuntimeError("the PCA is not fitted: train the model (or call fit_pca) first")
-        return (features - self.mean) @ self.components.T / self.scale
+        return self.pca(self.features(images))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.principal_components(images))
@@ -87,7 +78,7 @@ class RandomConvAutoencoder(pl.LightningModule):
                 raise RuntimeError("model=random_conv_autoencoder fits its PCA to the datamodule's fit_images: "
                                    "pass trainer.fit a datamodule")
             self.fit_pca(datamodule.fit_images)
-            self.eval_components = self.project(self.features_of(datamodule.eval_images).to(self.device))
+            self.eval_components = self.pca(self.features.of_images(datamodule.eval_images).to(self.device))
 
     def check_fit_images(self, n_images: int) -> None:
         """The cluster job's check, before any training: enough fit images for the PCA."""
@@ -95,25 +86,13 @@ class RandomConvAutoencoder(pl.LightningModule):
             raise UserError(f"model.n_components={self.hparams.n_components} is more than the {n_images} fit images")
 
     @torch.no_grad()
-    def features_of(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Every image's random features, a batch at a time, on the CPU."""
-        return torch.cat([self.features(batch.to(self.device)).cpu() for batch in images.split(batch_size)])
-
-    @torch.no_grad()
     def fit_pca(self, images: torch.Tensor) -> None:
-        """Fit the PCA to the images' features and keep each image's components for the training steps.
-
-        All the features at once (60,000 Fashion-MNIST images: 3,136 features each, 750 MB): scikit-learn's
-        randomized PCA of them takes 10 s on 2 cores, half of what accumulating their covariance takes."""
-        n_components = self.hparams.n_components
+        """Fit the PCA to the images' features and keep each image's components for the training steps."""
         self.check_fit_images(len(images))
-        log.info("PCA of %d fit images' random features to %d components", len(images), n_components)
-        features = self.features_of(images)
-        pca = PCA(n_components, random_state=self.hparams.seed).fit(features.numpy())
-        self.mean.copy_(torch.from_numpy(pca.mean_))
-        self.components.copy_(torch.from_numpy(pca.components_))
-        self.scale.fill_(float(np.sqrt(pca.explained_variance_.mean())))
-        self.fit_components = self.project(features.to(self.device))
+        log.info("PCA of %d fit images' random features to %d components", len(images), self.hparams.n_components)
+        features = self.features.of_images(images)
+        self.pca.fit(features, self.hparams.seed)
+        self.fit_components = self.pca(features.to(self.device))
 
     def reconstruct(self, components: torch.Tensor) -> torch.Tensor:
         return self.component_decoder(self.encoder(components))
