@@ -81,6 +81,22 @@ def test_a_second_job_with_the_same_settings_loads_the_model_and_the_t_sne_view_
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2, "the model and its t-SNE view, each made once"
 
 
+def test_a_model_with_a_fit_step_fits_once_and_a_cache_hit_encodes_with_the_saved_fit(tmp_path, monkeypatch):
+    from experiments.models.random_conv_pca import RandomConvPCA
+
+    settings = [*QUICK, *PCA4, "model=random_conv_pca", "model.latent_dim=20", "logger=none"]
+    first = run_job(tmp_path, *settings, name="first")
+
+    def refit(self, images):
+        raise AssertionError("a cached model was fitted again")
+
+    monkeypatch.setattr(RandomConvPCA, "fit", refit)
+    second = run_job(tmp_path, *settings, name="second")
+    assert (first.results["cache"], second.results["cache"]) == ("miss", "hit")
+    np.testing.assert_array_equal(np.load(second.dir / "codes.npy"), np.load(first.dir / "codes.npy"))
+    assert second.results["acc"] == first.results["acc"]
+
+
 def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tmp_path):
     settings = [*QUICK, *PCA4, "logger=none", "cache=false"]
     runs = [run_job(tmp_path, *settings, f"seed={seed}", name=name) for name, seed in (("a", 0), ("b", 0), ("c", 1))]
