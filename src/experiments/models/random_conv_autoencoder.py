@@ -10,7 +10,6 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from experiments.errors import UserError
 from experiments.models.autoencoder import fused_adam
 from experiments.models.dense_autoencoder import check_layer_sizes, dense_layers
 from experiments.models.random_conv import RandomFilters
@@ -53,11 +52,8 @@ class RandomConvAutoencoder(pl.LightningModule):
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed),
                                       pyramid)
-        n_features = self.features.n_features
-        if not 1 <= n_components <= n_features:
-            raise UserError(f"model.n_components={n_components} must be between 1 and the {n_features} features "
-                            f"({n_filters} filters x the pooled maps)")
-        self.pca = PrincipalComponents(n_features, n_components)  # zero until fitted, saved with the model
+        # zero until fitted, saved with the model
+        self.pca = PrincipalComponents(self.features.n_features, n_components, f"model.n_components={n_components}")
         # Training state, not model (not saved): each fit and eval image's components, by its index in its set.
         self.register_buffer("fit_components", torch.zeros(0, n_components), persistent=False)
         self.register_buffer("eval_components", torch.zeros(0, n_components), persistent=False)
@@ -81,9 +77,7 @@ class RandomConvAutoencoder(pl.LightningModule):
             self.eval_components = self.pca(self.features.of_images(datamodule.eval_images).to(self.device))
 
     def check_fit_images(self, n_images: int) -> None:
-        """The cluster job's check, before any training: enough fit images for the PCA."""
-        if n_images < self.hparams.n_components:
-            raise UserError(f"model.n_components={self.hparams.n_components} is more than the {n_images} fit images")
+        self.pca.check_fit_images(n_images)
 
     @torch.no_grad()
     def fit_pca(self, images: torch.Tensor) -> None:

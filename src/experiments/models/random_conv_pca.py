@@ -21,13 +21,22 @@ log = logging.getLogger(__name__)
 class PrincipalComponents(nn.Module):
     """The first `n_components` principal components of `n_features` features, scaled to a mean variance of 1.
     Fitted by `fit` (scikit-learn's PCA, seeded); buffers, saved with the model and moved to its device, never
-    trained."""
+    trained. `setting` names the count in errors (the models call it model.n_components or model.latent_dim)."""
 
-    def __init__(self, n_features: int, n_components: int) -> None:
+    def __init__(self, n_features: int, n_components: int, setting: str) -> None:
         super().__init__()
+        if not 1 <= n_components <= n_features:
+            raise UserError(f"{setting} must be between 1 and the {n_features} features of the random filters' "
+                            "pooled maps")
+        self.setting = setting
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("components", torch.zeros(n_components, n_features))
         self.register_buffer("scale", torch.zeros(()))  # zero until fitted
+
+    def check_fit_images(self, n_images: int) -> None:
+        """Enough images to fit: the cluster job's check calls it (through the model), before W&B and training."""
+        if n_images < len(self.components):
+            raise UserError(f"{self.setting} is more than the {n_images} fit images")
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, seed: int) -> None:
@@ -64,16 +73,11 @@ class RandomConvPCA(pl.LightningModule):
         self.save_hyperparameters(logger=False)
         self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed),
                                       pyramid)
-        if not 1 <= latent_dim <= self.features.n_features:
-            raise UserError(f"model.latent_dim={latent_dim} (principal components) must be between 1 and the "
-                            f"{self.features.n_features} features ({n_filters} filters x the pooled maps)")
-        self.pca = PrincipalComponents(self.features.n_features, latent_dim)
+        self.pca = PrincipalComponents(self.features.n_features, latent_dim,
+                                       f"model.latent_dim={latent_dim} (principal components)")
 
     def check_fit_images(self, n_images: int) -> None:
-        """The cluster job's check, before any W&B run: enough fit images for the PCA."""
-        if n_images < self.hparams.latent_dim:
-            raise UserError(f"model.latent_dim={self.hparams.latent_dim} (principal components) is more than the "
-                            f"{n_images} fit images")
+        self.pca.check_fit_images(n_images)
 
     def fit(self, images: torch.Tensor) -> RandomConvPCA:
         """Fit the PCA to the images' features (scikit-learn's convention: returns the model)."""
