@@ -202,7 +202,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
 ])
 def test_the_random_feature_recipes_cluster_the_digits_and_report_no_reconstructions(
         tmp_path, umap_compiled, recipe, model, code_size, epochs, least_knn_acc, least_acc):
-    # Two of the Gaussian mixture's starts, not random_conv_pca's 50: the starts are wired, 6 s less on 300 digits
+    # Two starts of the Gaussian mixture, not random_conv_pca's 50 (6 s more on 300 digits): this test is the wiring
     job = run_job(tmp_path, *QUICK, f"+recipe={recipe}", "reducer.n_epochs=30", "clusterer.n_init=2", "logger=none",
                   "data.eval_fraction=0.3", "data.eval_limit=300", figures=True)
     results = job.results
