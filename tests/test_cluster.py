@@ -27,7 +27,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from experiments import pipeline
 from experiments.errors import UserError
-from experiments.jobs.cluster import reduce_codes
+from experiments.jobs.cluster import cluster_codes, reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.reduce import OpenTSNE
 from experiments.training import check_optimizer
@@ -145,11 +145,24 @@ def test_the_torch_tsnes_reduce_codes_to_eight_dimensions(reducer, method, tmp_p
 def test_the_reducer_can_embed_the_fit_images_codes_with_the_eval_images_and_keeps_the_eval_rows():
     rng = np.random.default_rng(0)
     fit_codes, codes = rng.normal(size=(200, 6)) * [5, 4, 3, 2, 1, 1], rng.normal(size=(50, 6)) + 3
-    together = reduce_codes(PCA(2), codes, fit_codes)
-    np.testing.assert_allclose(together, PCA(2).fit(np.concatenate([fit_codes, codes])).transform(codes), atol=1e-9)
-    alone = reduce_codes(PCA(2), codes)
+    fit_rows, together = reduce_codes(PCA(2), codes, fit_codes)
+    pca = PCA(2).fit(np.concatenate([fit_codes, codes]))
+    np.testing.assert_allclose(together, pca.transform(codes), atol=1e-9)
+    np.testing.assert_allclose(fit_rows, pca.transform(fit_codes), atol=1e-9)
+    no_fit_rows, alone = reduce_codes(PCA(2), codes)
     np.testing.assert_allclose(alone, PCA(2).fit_transform(codes))
-    assert not np.allclose(np.abs(together), np.abs(alone)), "the fit codes changed the embedding"
+    assert no_fit_rows is None and not np.allclose(np.abs(together), np.abs(alone)), "the fit codes changed it"
+
+
+def test_the_clusterer_can_be_fitted_to_the_fit_images_reduced_codes_too_and_assigns_the_eval_images():
+    rng = np.random.default_rng(0)  # many fit codes in two blobs, a few eval codes between them, leaning right
+    fit_reduced = np.concatenate([rng.normal(-4, 1, size=(500, 2)), rng.normal(4, 1, size=(500, 2))])
+    reduced = rng.normal(0.5, 0.3, size=(6, 2))
+    alone = cluster_codes(KMeans(2, n_init=3, random_state=0), reduced)
+    assert len(set(alone)) == 2, "fitted to the eval codes alone, the two clusters split them"
+    together = cluster_codes(KMeans(2, n_init=3, random_state=0), reduced, fit_reduced)
+    right = KMeans(2, n_init=3, random_state=0).fit(fit_reduced).predict([[4, 4]])[0]
+    assert list(together) == [right] * 6, "fitted to all the codes, the blobs are the clusters"
 
 
 def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eval_images(tmp_path):
@@ -157,6 +170,12 @@ def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eva
     n_fit, n_eval = 1000, 540  # QUICK's data.fit_limit; digits' held-out 30%, rounded up by scikit-learn
     assert job.results["reduced_codes"] == n_fit + n_eval and job.results["reduced_dim"] == 4
     assert len(read_csv(job.dir / "predictions.csv")) == n_eval and job.results["acc"] > 0.5
+    # The clusterer fitted to all the reduced codes too: the same embedding, another fit, the eval images assigned
+    both = run_job(tmp_path, *QUICK, *PCA4, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true",
+                   "task.cluster_with_fit_codes=true", name="both")
+    clusters = [row["label"] for row in read_csv(both.dir / "predictions.csv")]
+    assert len(clusters) == n_eval and both.results["acc"] > 0.5
+    assert clusters != [row["label"] for row in read_csv(job.dir / "predictions.csv")], "another fit, other clusters"
 
 
 @pytest.fixture
@@ -202,7 +221,7 @@ def test_n2ds_recipe_runs_its_dense_autoencoder_umap_and_gaussian_mixture(tmp_pa
 ])
 def test_the_random_feature_recipes_cluster_the_digits_and_report_no_reconstructions(
         tmp_path, umap_compiled, recipe, model, code_size, epochs, least_knn_acc, least_acc):
-    # Two starts of the Gaussian mixture, not random_conv_pca's 50 (6 s more on 300 digits): this test is the wiring
+    # Two starts of the Gaussian mixture, not random_conv_pca's 20 (seconds more on the digits): this test is the wiring
     job = run_job(tmp_path, *QUICK, f"+recipe={recipe}", "reducer.n_epochs=30", "clusterer.n_init=2", "logger=none",
                   "data.eval_fraction=0.3", "data.eval_limit=300", figures=True)
     results = job.results
@@ -289,6 +308,9 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model=random_conv_autoencoder", "data.fit_limit=50"], "model.n_components=100 is more than the 50 fit"),
         (["model=random_conv_pca", "data.fit_limit=50"], r"model.latent_dim=100 \(principal components\) is more than"),
         (["task.reduce_with_fit_codes=true"], "here the eval images are the fit images; hold some out"),
+        (["task.cluster_with_fit_codes=true"], "only task.reduce_with_fit_codes=true reduces them; set both"),
+        (["task.reduce_with_fit_codes=true", "task.cluster_with_fit_codes=true", "data.eval_fraction=0.3",
+          "clusterer=agglomerative"], "clusterer AgglomerativeClustering cannot assign the eval images"),
         (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],
          r"needs more than 90 points .*\(the fit and eval images\)"),
     ],

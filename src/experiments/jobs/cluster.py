@@ -80,7 +80,10 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     n_reduced, reduced_images = n_eval, "eval images"
-    check_types(cfg.task, "task", flags=("reduce_with_fit_codes",))
+    check_types(cfg.task, "task", flags=("reduce_with_fit_codes", "cluster_with_fit_codes"))
+    if cfg.task.get("cluster_with_fit_codes") and not cfg.task.get("reduce_with_fit_codes"):
+        raise UserError("task.cluster_with_fit_codes=true fits the clusterer to the fit images' reduced codes, and "
+                        "only task.reduce_with_fit_codes=true reduces them; set both")
     if cfg.task.get("reduce_with_fit_codes"):
         if data.eval_overlaps_fit:
             raise UserError("task.reduce_with_fit_codes=true adds the fit images' codes to the eval images', and "
@@ -100,6 +103,9 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
             raise UserError(f"{e} (the {reduced_images})") from None
     clusterer = within_thread_budget(instantiate(cfg.clusterer, n_clusters=n_clusters))
     check_estimator("clusterer", clusterer)
+    if cfg.task.get("cluster_with_fit_codes") and not hasattr(clusterer, "predict"):
+        raise UserError(f"task.cluster_with_fit_codes=true: clusterer {type(clusterer).__name__} cannot assign the "
+                        "eval images after fitting (no predict); use clusterer=gmm or kmeans")
     if type(clusterer).__name__ == "AgglomerativeClustering":
         check_agglomerative(clusterer, n_clusters)
     check_plots(cfg.plots)
@@ -225,10 +231,12 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
 
     with timer("reduce"):
         reduce = partial(reduce_codes, plan.reducer, fit_codes=fit_codes)
-        reduced = library_stage("reducer", choices.get("reducer"), reduce, codes)
+        fit_reduced, reduced = library_stage("reducer", choices.get("reducer"), reduce, codes)
 
     with timer("cluster"):
-        clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), plan.clusterer.fit_predict, reduced))
+        with_fit = cfg.task.get("cluster_with_fit_codes")
+        cluster = partial(cluster_codes, plan.clusterer, fit_reduced=fit_reduced if with_fit else None)
+        clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), cluster, reduced))
     write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
     labels = data.eval_labels
     label_of = [None] * len(clusters) if labels is None else [int(label) for label in labels]  # for the W&B tables
@@ -337,16 +345,28 @@ def replay_history(tracker: Any, history: list[dict[str, float]]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row.get("step"))
 
 
-def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None = None) -> np.ndarray:
-    """The reducer's embedding of the eval codes; with `fit_codes`, embedded together with them (the eval rows).
+def reduce_codes(reducer: Any, codes: np.ndarray,
+                 fit_codes: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """The reducer's embedding of the fit codes (None without them) and of the eval codes; with `fit_codes`, both
+    are embedded together.
 
     More codes give t-SNE and UMAP denser neighbourhoods to find the clusters' shape in: N2D embeds all 70,000
-    Fashion-MNIST images. Only the eval images are then clustered and scored.
+    Fashion-MNIST images. Only the eval images are then scored.
     """
     embedded = codes if fit_codes is None else np.concatenate([fit_codes, codes])
     # What the stage is doing while it runs (UMAP's neighbour search and graph draw no bar)
     log.info("%s of %d codes of size %d", type(reducer).__name__, *embedded.shape)
-    return reducer.fit_transform(embedded)[len(embedded) - len(codes):]
+    reduced = reducer.fit_transform(embedded)
+    n_fit = len(embedded) - len(codes)
+    return (reduced[:n_fit] if fit_codes is not None else None), reduced[n_fit:]
+
+
+def cluster_codes(clusterer: Any, reduced: np.ndarray, fit_reduced: np.ndarray | None = None) -> np.ndarray:
+    """The eval images' clusters; with `fit_reduced`, the clusterer is fitted to the fit and eval images' reduced
+    codes together (as N2D fits its mixture to all 70,000) and assigns the eval images with `predict`."""
+    if fit_reduced is None:
+        return clusterer.fit_predict(reduced)
+    return clusterer.fit(np.concatenate([fit_reduced, reduced])).predict(reduced)
 
 
 @torch.no_grad()
