@@ -24,12 +24,13 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import FunctionTransformer
 
 from experiments import pipeline
 from experiments.errors import UserError
 from experiments.jobs.cluster import cluster_codes, reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
-from experiments.reduce import OpenTSNE
+from experiments.reduce import OpenTSNE, neighbour_mean
 from experiments.training import check_optimizer
 
 PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
@@ -152,6 +153,24 @@ def test_the_reducer_can_embed_the_fit_images_codes_with_the_eval_images_and_kee
     no_fit_rows, alone = reduce_codes(PCA(2), codes)
     np.testing.assert_allclose(alone, PCA(2).fit_transform(codes))
     assert no_fit_rows is None and not np.allclose(np.abs(together), np.abs(alone)), "the fit codes changed it"
+
+
+def test_smoothing_averages_each_code_with_its_nearest_and_pulls_a_stray_code_to_its_own_group():
+    codes = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [13.0]])
+    np.testing.assert_allclose(neighbour_mean(codes, 2).ravel(), [1, 1, 1, 34 / 3, 34 / 3, 34 / 3])
+    assert neighbour_mean(codes, 0) is codes, "0: the codes as they are"
+    rng = np.random.default_rng(0)  # two groups; a code of the first lies nearer the second's centre than its own
+    first, second = rng.normal(0, 1, size=(40, 5)), rng.normal(6, 1, size=(40, 5))
+    stray = np.full((1, 5), 3.2)
+    smoothed = neighbour_mean(np.concatenate([stray, first, second]), 10)
+    assert np.linalg.norm(smoothed[0] - 6) < np.linalg.norm(smoothed[0]), "averaged with the group it is nearest"
+    spread = [np.linalg.norm(group - group.mean(0), axis=1).mean() for group in (first, smoothed[1:41])]
+    assert spread[1] < spread[0] / 2, "a group's codes drawn together"
+    # In the job's reducer stage the fit codes take part: an eval code is averaged with fit codes too
+    fit_codes, eval_codes = np.array([[0.0], [0.2], [9.8], [10.0]]), np.array([[0.4], [9.6]])
+    fit_rows, reduced = reduce_codes(FunctionTransformer(), eval_codes, fit_codes, smooth_neighbors=2)  # no reduction
+    np.testing.assert_allclose(reduced.ravel(), [0.2, 9.8])  # the mean of 0, 0.2 and 0.4; of 9.6, 9.8 and 10
+    np.testing.assert_allclose(fit_rows.ravel(), [0.2, 0.2, 9.8, 9.8])
 
 
 def test_the_clusterer_can_be_fitted_to_the_fit_images_reduced_codes_too_and_assigns_the_eval_images():
@@ -309,6 +328,11 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model=random_conv_pca", "data.fit_limit=50"], r"model.latent_dim=100 \(principal components\) is more than"),
         (["task.reduce_with_fit_codes=true"], "here the eval images are the fit images; hold some out"),
         (["task.cluster_with_fit_codes=true"], "only task.reduce_with_fit_codes=true reduces them; set both"),
+        (["task.smooth_neighbors=-1"],
+         r"task.smooth_neighbors=-1 must be between 0 \(codes as they are\) and 1796, below the 1797 codes of the eval"),
+        (["task.smooth_neighbors=1.5"], "task.smooth_neighbors=1.5: use a whole number"),
+        (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.3", "data.fit_limit=20", "data.eval_limit=10",
+          "task.smooth_neighbors=30"], "task.smooth_neighbors=30 must be .* below the 30 codes of the fit and eval"),
         (["task.reduce_with_fit_codes=true", "task.cluster_with_fit_codes=true", "data.eval_fraction=0.3",
           "clusterer=agglomerative"], "clusterer AgglomerativeClustering cannot assign the eval images"),
         (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import openTSNE
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
@@ -40,6 +41,22 @@ def check_perplexity(perplexity: float, n_samples: int, setting: str = "perplexi
     if 3 * perplexity >= n_samples:
         raise ValueError(f"{setting}={perplexity:g} needs more than {3 * perplexity:g} points (3 x perplexity), "
                          f"got {n_samples}; use a perplexity below {n_samples / 3:g}")
+
+
+def neighbour_mean(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Each code replaced by the mean of itself and its `n_neighbors` nearest codes (euclidean, found exactly): a
+    low-pass filter over the codes' neighbour graph, as graph convolutions propagate features (Wu et al. 2019),
+    done before the reducer. It pulls each code towards its neighbourhood's, so the few neighbours of another
+    class a code has weigh less (task.smooth_neighbors, README: Results). 0: the codes as they are."""
+    if n_neighbors == 0:
+        return codes
+    log.info("each of %d codes averaged with its %d nearest", len(codes), n_neighbors)
+    # Queried with the points it was fitted to, the search lists each point (or an identical one) first
+    indices = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)
+    total = np.zeros_like(codes)
+    for column in indices.T:  # a column at a time: no (n, k, d) array
+        total += codes[column]
+    return total / (n_neighbors + 1)
 
 
 class KLProgress:

@@ -32,7 +32,7 @@ from experiments.files import write_csv
 from experiments.fingerprint import settings_key
 from experiments.jobs import MAX, MIN, JobKind
 from experiments.metrics import clustering_scores, examples_of_different_classes, knn_accuracy, per_image_mse
-from experiments.reduce import OpenTSNE, check_perplexity
+from experiments.reduce import OpenTSNE, check_perplexity, neighbour_mean
 from experiments.training import (
     Job,
     check_optimizer,
@@ -80,7 +80,8 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     n_reduced, reduced_images = n_eval, "eval images"
-    check_types(cfg.task, "task", flags=("reduce_with_fit_codes", "cluster_with_fit_codes"))
+    check_types(cfg.task, "task", whole=("smooth_neighbors",),
+                flags=("reduce_with_fit_codes", "cluster_with_fit_codes"))
     if cfg.task.get("cluster_with_fit_codes") and not cfg.task.get("reduce_with_fit_codes"):
         raise UserError("task.cluster_with_fit_codes=true fits the clusterer to the fit images' reduced codes, and "
                         "only task.reduce_with_fit_codes=true reduces them; set both")
@@ -90,6 +91,10 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
                             "here the eval images are the fit images; hold some out (data=digits: "
                             "data.eval_fraction=0.3; data=npy: a data.eval_path of other images)")
         n_reduced, reduced_images = n_eval + len(data.fit_images), "fit and eval images"
+    smooth = cfg.task.get("smooth_neighbors") or 0
+    if not 0 <= smooth < n_reduced:
+        raise UserError(f"task.smooth_neighbors={smooth} must be between 0 (codes as they are) and {n_reduced - 1}, "
+                        f"below the {n_reduced} codes of the {reduced_images} it averages over")
     reducer = within_thread_budget(instantiate(cfg.reducer))
     check_estimator("reducer", reducer)
     check_n_components(reducer, n_reduced, int(model.hparams.latent_dim))
@@ -230,7 +235,8 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     np.save(job.dir / "codes.npy", codes)
 
     with timer("reduce"):
-        reduce = partial(reduce_codes, plan.reducer, fit_codes=fit_codes)
+        reduce = partial(reduce_codes, plan.reducer, fit_codes=fit_codes,
+                         smooth_neighbors=cfg.task.get("smooth_neighbors") or 0)
         fit_reduced, reduced = library_stage("reducer", choices.get("reducer"), reduce, codes)
 
     with timer("cluster"):
@@ -345,15 +351,15 @@ def replay_history(tracker: Any, history: list[dict[str, float]]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row.get("step"))
 
 
-def reduce_codes(reducer: Any, codes: np.ndarray,
-                 fit_codes: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None = None,
+                 smooth_neighbors: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """The reducer's embedding of the fit codes (None without them) and of the eval codes; with `fit_codes`, both
-    are embedded together.
+    are embedded together. With `smooth_neighbors`, each code is first averaged with its nearest among them all.
 
     More codes give t-SNE and UMAP denser neighbourhoods to find the clusters' shape in: N2D embeds all 70,000
     Fashion-MNIST images. Only the eval images are then scored.
     """
-    embedded = codes if fit_codes is None else np.concatenate([fit_codes, codes])
+    embedded = neighbour_mean(codes if fit_codes is None else np.concatenate([fit_codes, codes]), smooth_neighbors)
     # What the stage is doing while it runs (UMAP's neighbour search and graph draw no bar)
     log.info("%s of %d codes of size %d", type(reducer).__name__, *embedded.shape)
     reduced = reducer.fit_transform(embedded)
