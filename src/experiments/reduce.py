@@ -5,6 +5,8 @@ embedding object rather than following scikit-learn's conventions.
 `_parameter_constraints` and validated by scikit-learn's own machinery, `get_params`/`set_params`/`clone`,
 `fit` and `fit_transform`, `n_features_in_`, `embedding_`, and a place in a `Pipeline`. Like scikit-learn's
 TSNE they have no `transform`: t-SNE embeds the points it was fit on.
+
+`neighbour_mean` is what the cluster job does to the codes before any reducer (`task.smooth_neighbors`).
 """
 
 from __future__ import annotations
