@@ -190,7 +190,9 @@ def test_estimators_with_their_own_pools_get_the_jobs_budget(monkeypatch):
 
 @pytest.fixture
 def ray_cluster():
-    """A real local Ray cluster (`ray start --head`), stopped afterwards; yields its address."""
+    """A real local Ray cluster (`ray start --head`) with token authentication, stopped afterwards; yields its
+    address and the environment a client needs to join it."""
+    import secrets
     import shlex
     import socket
     import subprocess
@@ -205,11 +207,15 @@ def ray_cluster():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 characters
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Its own token, as `ray start` sets up a new cluster by default: a ~/.ray/auth_token left by any earlier
+    # local `ray.init()` would otherwise turn authentication on for the cluster only, not for a client given its
+    # address, and the sweep would fail to connect
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
     subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     f"--temp-dir={temp}", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=120)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", auth
     finally:
         # `ray stop` then waits 6 s for the processes to end, a test worker idle all along: it waits on its own
         stop = f"{shlex.quote(str(ray))} stop --force; rm -rf {shlex.quote(temp)}"
@@ -219,9 +225,10 @@ def ray_cluster():
 
 @pytest.mark.slow
 def test_ray_runs_a_sweeps_jobs_on_a_real_local_cluster(tmp_path, ray_cluster):
+    address, auth = ray_cluster
     sweep = tmp_path / "sweep"
     run = run_cli(sweep, *SMALL, "model.latent_dim=8,16", "hydra/launcher=ray_cluster", "logger=none",
-                  f"hydra.launcher.ray.init.address={ray_cluster}", multirun=True)
+                  f"hydra.launcher.ray.init.address={address}", multirun=True, env=auth)
     assert run.returncode == 0, run.stderr
     assert "_run_job pid=" in run.stdout + run.stderr, "the jobs ran in Ray's workers"
     assert sorted(r["Latent Dimension"] for r in summary_rows(sweep)) == ["16", "8"]
