@@ -17,7 +17,7 @@ from experiments import jobs, pipeline
 from experiments.accelerators import check_accelerator
 from experiments.data import Digits
 from experiments.errors import UserError
-from experiments.launch import check_ddp
+from experiments.launch import check_ddp, check_launcher
 from experiments.summary import SweepSummary
 
 # The launchers are what these tests prove: the jobs draw no figures (test_cli's runs do)
@@ -63,6 +63,29 @@ def test_bad_launcher_settings_stop_a_sweep_with_one_line_before_any_job(overrid
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and fragment in line
+
+
+def test_a_ray_cluster_address_nothing_answers_at_is_one_line_not_rays_silent_wait(capsys):
+    import socket
+
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the Ray launcher is the `ray` extra")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        answering = listening.getsockname()[1]
+        compose_config("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{answering}",
+                       hydra_context=True)
+        check_launcher(HydraConfig.get())  # something answers: left to Ray
+    compose_config("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{answering}",
+                   hydra_context=True)  # the same port, closed now
+    with pytest.raises(SystemExit) as stopped:
+        SweepSummary().on_multirun_start(config=OmegaConf.create({"hydra": HydraConfig.get()}))
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: hydra.launcher.ray.init.address=127.0.0.1:{answering}: no Ray cluster answers")
+    assert f"ray start --head --port={answering}" in line
+    compose_config("hydra/launcher=ray_cluster", hydra_context=True)
+    check_launcher(HydraConfig.get())  # `auto`: Ray's own search, which fails fast and says so
 
 
 def sweep_config(tmp_path, *swept: str, fixed: tuple[str, ...] = ()) -> DictConfig:

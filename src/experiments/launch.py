@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,23 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
     if "SlurmLauncher" in target and not launcher.get("partition"):
         raise UserError("hydra.launcher.partition is not set: name your cluster's SLURM partition "
                         "(hydra.launcher.partition=gpu)")
+    if target.endswith(".RayLauncher"):
+        check_ray_address((launcher.get("ray") or {}).get("init", {}).get("address"))
+
+
+def check_ray_address(address: Any, timeout: float = 5.0) -> None:
+    """A Ray cluster named by HOST:PORT must answer there: `ray.init` waits for one silently, for good. `auto`,
+    no address (a new local Ray) and Ray Client's `ray://` are left to Ray, which says what it finds."""
+    if not isinstance(address, str) or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"hydra.launcher.ray.init.address={address}: no Ray cluster answers there "
+                        f"({e.strerror or e}); start one with `ray start --head --port={port}`, or fix the address") from None
 
 
 def sweep_plan(hydra_cfg: DictConfig) -> dict[str, Any]:
