@@ -173,6 +173,8 @@ def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_killed_tra
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert (sweep / "0" / "results.json").exists() and not (sweep / "1" / "results.json").exists()
+    with open(sweep / "summary.csv") as f:
+        assert [r["Latent Dimension"] for r in csv.DictReader(f)] == ["8"], "the table of what finished, kept"
     killed_at = torch.load(next(cache.glob("*.partial.ckpt")), weights_only=False)["epoch"]
     finished_job = (sweep / "0" / "results.json").stat().st_mtime_ns
 

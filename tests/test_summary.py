@@ -104,3 +104,27 @@ def test_one_seed_has_no_seed_table_and_a_lone_seed_no_spread(tmp_path):
     write_summary(tmp_path / "recipe")
     rows = (tmp_path / "recipe" / "summary_by_seed.csv").read_text().splitlines()
     assert rows[1].startswith("+recipe=tsne8_gmm,2,0.5,0.0,"), "one configuration over seeds is named by its settings"
+
+
+def test_after_each_job_of_a_sweep_its_table_holds_the_jobs_finished_so_far(tmp_path, caplog):
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from experiments.launch import write_sweep_plan
+    from experiments.summary import SweepSummary
+
+    sweep = tmp_path / "sweep"
+    write_jobs(sweep, [{"overrides": [f"model.latent_dim={d}"], "public_score": s} for d, s in ((8, 0.5), (16, 0.6))])
+    (sweep / "2").mkdir()  # the job that failed: no results.json
+    write_sweep_plan(sweep, {"jobs": 3, "swept": ["model.latent_dim"]})
+    job = {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(sweep)}, "job": {"num": 2}}
+    SweepSummary().on_job_end(OmegaConf.create({"hydra": job}), JobReturn(status=JobStatus.FAILED))
+    rows = (sweep / "summary.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0.6", "| 0.5"], "the two finished jobs, best first"
+    assert not (sweep / "plots").exists(), "the figures come at the sweep's end"
+    assert f"job 3 of 3 failed; the table of the 2 finished so far: {sweep / 'summary.md'}" in caplog.text
+
+    (sweep / "summary.md").unlink()
+    SweepSummary().on_job_end(OmegaConf.create({"hydra": {**job, "mode": RunMode.RUN}}), JobReturn())
+    assert not (sweep / "summary.md").exists(), "a single run has no table"

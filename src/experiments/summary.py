@@ -17,13 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from experiments import jobs, pipeline, plots
 from experiments.errors import UserError
 from experiments.files import atomic_path, write_csv, write_text
-from experiments.launch import check_ddp, check_launcher, sweep_plan, write_sweep_plan
+from experiments.launch import check_ddp, check_launcher, read_sweep_plan, sweep_plan, write_sweep_plan
 from experiments.tracking import RunIdentity, is_wandb, start_wandb_run, sweep_group
 
 log = logging.getLogger(__name__)
@@ -148,9 +150,9 @@ class SeedTable:
         self.rows = sorted(rows, key=lambda row: (True, 0.0) if is_missing(row[2]) else (False, sign * row[2]))
 
 
-def write_summary(sweep_dir: Path) -> list[Table]:
+def write_summary(sweep_dir: Path, figures: bool = True) -> list[Table]:
     """Write summary.csv, summary.md and plots/scores.png (and, for trained models, plots/loss_curves.png);
-    for a sweep over seeds, also summary_by_seed.csv and .md."""
+    for a sweep over seeds, also summary_by_seed.csv and .md. `figures=False`: the tables only."""
     tables = sweep_tables(collect_results(sweep_dir))
     for table in tables:
         suffix = "" if len(tables) == 1 else f"-{table.kind.name}"
@@ -159,12 +161,14 @@ def write_summary(sweep_dir: Path) -> list[Table]:
         if (by_seed := table.by_seed) is not None:
             write_csv(sweep_dir / f"summary_by_seed{suffix}.csv", by_seed.names, by_seed.rows)
             write_text(sweep_dir / f"summary_by_seed{suffix}.md", markdown_table(by_seed.names, by_seed.rows))
+        if not figures:
+            continue
         labels = [" ".join(f"{row[table.names.index(n)]}" for n in table.kind.labelled_by) + f" (job {row[-1]})"
                   for row in table.rows]
         save_figure(sweep_dir / "plots" / f"scores{suffix}.png",
                     plots.scores_figure(labels, [row[0] for row in table.rows], table.names[0]))
     curves = {r["job"]: r["curves"] for t in tables for r in t.results if r.get("curves")}
-    if curves:
+    if curves and figures:
         save_figure(sweep_dir / "plots" / "loss_curves.png", plots.loss_curves_figure(curves))
     return tables
 
@@ -176,9 +180,10 @@ def save_figure(path: Path, figure: Any) -> None:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: launcher settings and every job checked before a multirun; its table on disk and in W&B
-    after. `check_jobs=False` leaves each job to check itself where it runs: for a cluster whose machines hold
-    data this one does not (`hydra.callbacks.sweep_summary.check_jobs=false`)."""
+    """Hydra callback: launcher settings and every job checked before a multirun; its tables on disk after each
+    job, and with their figures and in W&B after the sweep. `check_jobs=False` leaves each job to check itself
+    where it runs: for a cluster whose machines hold data this one does not
+    (`hydra.callbacks.sweep_summary.check_jobs=false`)."""
 
     def __init__(self, check_jobs: bool = True) -> None:
         self.check_jobs = check_jobs
@@ -201,6 +206,22 @@ class SweepSummary(Callback):
         write_sweep_plan(Path(config.hydra.sweep.dir), plan)
         log.info("sweep of %s jobs over %s", plan["jobs"] if plan["jobs"] is not None else "?",
                  ", ".join(plan["swept"]) or "nothing")
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """The tables of the jobs finished so far, after each job of a sweep: a sweep cut short (a failed job,
+        which Hydra reports only once the others have run, or a kill) keeps the table of what finished, and a
+        long one can be read as it runs."""
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        tables = write_summary(sweep_dir, figures=False)
+        if job_return.status == JobStatus.FAILED:
+            failed = f"job {config.hydra.job.num + 1} of {read_sweep_plan(sweep_dir)['jobs'] or '?'} failed"
+            finished = sum(len(t.rows) for t in tables)
+            if finished:
+                log.warning("%s; the table of the %d finished so far: %s", failed, finished, sweep_dir / "summary.md")
+            else:
+                log.warning("%s; no job has finished yet", failed)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
