@@ -128,3 +128,8 @@ def test_after_each_job_of_a_sweep_its_table_holds_the_jobs_finished_so_far(tmp_
     (sweep / "summary.md").unlink()
     SweepSummary().on_job_end(OmegaConf.create({"hydra": {**job, "mode": RunMode.RUN}}), JobReturn())
     assert not (sweep / "summary.md").exists(), "a single run has no table"
+
+    (sweep / "summary.csv").unlink()
+    (sweep / "summary.csv").mkdir()  # a table that cannot be written: said, and the sweep goes on
+    SweepSummary().on_job_end(OmegaConf.create({"hydra": job}), JobReturn(status=JobStatus.COMPLETED))
+    assert "the sweep's table was not written after job 3" in caplog.text

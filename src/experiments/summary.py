@@ -214,7 +214,11 @@ class SweepSummary(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        tables = write_summary(sweep_dir, figures=False)
+        try:
+            tables = write_summary(sweep_dir, figures=False)
+        except Exception as e:  # a table that cannot be written now (a full disk) must not stop the sweep's jobs
+            log.warning("the sweep's table was not written after job %d: %s", config.hydra.job.num + 1, e)
+            return
         if job_return.status == JobStatus.FAILED:
             failed = f"job {config.hydra.job.num + 1} of {read_sweep_plan(sweep_dir)['jobs'] or '?'} failed"
             finished = sum(len(t.rows) for t in tables)
