@@ -216,7 +216,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             tables = write_summary(sweep_dir, figures=False)
-        except Exception as e:  # a table that cannot be written now (a full disk) must not stop the sweep's jobs
+        except OSError as e:  # a table that cannot be written now (a full disk) must not stop the sweep's jobs
             log.warning("the sweep's table was not written after job %d: %s", config.hydra.job.num + 1, e)
             return
         if job_return.status == JobStatus.FAILED:
