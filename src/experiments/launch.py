@@ -29,7 +29,7 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
         raise UserError("hydra.launcher.partition is not set: name your cluster's SLURM partition "
                         "(hydra.launcher.partition=gpu)")
     if target.endswith(".RayLauncher"):
-        check_ray_address((launcher.get("ray") or {}).get("init", {}).get("address"))
+        check_ray_address(((launcher.get("ray") or {}).get("init") or {}).get("address"))
 
 
 def check_ray_address(address: Any, timeout: float = 5.0) -> None:
