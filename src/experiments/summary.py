@@ -220,7 +220,7 @@ class SweepSummary(Callback):
             log.warning("the sweep's table was not written after job %d: %s", config.hydra.job.num + 1, e)
             return
         if job_return.status == JobStatus.FAILED:
-            failed = f"job {config.hydra.job.num + 1} of {read_sweep_plan(sweep_dir)['jobs'] or '?'} failed"
+            failed = f"{pipeline.job_counter(config.hydra, read_sweep_plan(sweep_dir))} failed"
             finished = sum(len(t.rows) for t in tables)
             if finished:
                 log.warning("%s; the table of the %d finished so far: %s", failed, finished, sweep_dir / "summary.md")
