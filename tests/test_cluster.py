@@ -27,8 +27,9 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import FunctionTransformer
 
 from experiments import pipeline
+from experiments.cluster import rebalance
 from experiments.errors import UserError
-from experiments.jobs.cluster import cluster_codes, reduce_codes
+from experiments.jobs.cluster import cluster_codes, codes_to_embed, reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.reduce import OpenTSNE, neighbour_mean
 from experiments.training import check_optimizer
@@ -146,11 +147,11 @@ def test_the_torch_tsnes_reduce_codes_to_eight_dimensions(reducer, method, tmp_p
 def test_the_reducer_can_embed_the_fit_images_codes_with_the_eval_images_and_keeps_the_eval_rows():
     rng = np.random.default_rng(0)
     fit_codes, codes = rng.normal(size=(200, 6)) * [5, 4, 3, 2, 1, 1], rng.normal(size=(50, 6)) + 3
-    fit_rows, together = reduce_codes(PCA(2), codes, fit_codes)
+    fit_rows, together = reduce_codes(PCA(2), codes_to_embed(codes, fit_codes), len(codes))
     pca = PCA(2).fit(np.concatenate([fit_codes, codes]))
     np.testing.assert_allclose(together, pca.transform(codes), atol=1e-9)
     np.testing.assert_allclose(fit_rows, pca.transform(fit_codes), atol=1e-9)
-    no_fit_rows, alone = reduce_codes(PCA(2), codes)
+    no_fit_rows, alone = reduce_codes(PCA(2), codes_to_embed(codes), len(codes))
     np.testing.assert_allclose(alone, PCA(2).fit_transform(codes))
     assert no_fit_rows is None and not np.allclose(np.abs(together), np.abs(alone)), "the fit codes changed it"
 
@@ -168,7 +169,8 @@ def test_smoothing_averages_each_code_with_its_nearest_and_pulls_a_stray_code_to
     assert spread[1] < spread[0] / 2, "a group's codes drawn together"
     # In the job's reducer stage the fit codes take part: an eval code is averaged with fit codes too
     fit_codes, eval_codes = np.array([[0.0], [0.2], [9.8], [10.0]]), np.array([[0.4], [9.6]])
-    fit_rows, reduced = reduce_codes(FunctionTransformer(), eval_codes, fit_codes, smooth_neighbors=2)  # no reduction
+    embedded = codes_to_embed(eval_codes, fit_codes, smooth_neighbors=2)
+    fit_rows, reduced = reduce_codes(FunctionTransformer(), embedded, len(eval_codes))  # no reduction
     np.testing.assert_allclose(reduced.ravel(), [0.2, 9.8])  # the mean of 0, 0.2 and 0.4; of 9.6, 9.8 and 10
     np.testing.assert_allclose(fit_rows.ravel(), [0.2, 0.2, 9.8, 9.8])
 
@@ -182,6 +184,49 @@ def test_the_clusterer_can_be_fitted_to_the_fit_images_reduced_codes_too_and_ass
     together = cluster_codes(KMeans(2, n_init=3, random_state=0), reduced, fit_reduced)
     right = KMeans(2, n_init=3, random_state=0).fit(fit_reduced).predict([[4, 4]])[0]
     assert list(together) == [right] * 6, "fitted to all the codes, the blobs are the clusters"
+
+
+def three_equal_classes(gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three classes of 300 codes: the first in two touching halves (or halves `gap` apart), the other two side by
+    side; and a partition a mixture might give: the first class's halves two clusters, the other two one."""
+    rng = np.random.default_rng(0)
+    halves = [rng.normal([0, 0], 0.5, size=(150, 2)), rng.normal([1.5, gap], 0.5, size=(150, 2))]
+    codes = np.concatenate([*halves, rng.normal([10, 0], 0.5, size=(300, 2)), rng.normal([10, 4], 0.5, size=(300, 2))])
+    classes = np.repeat([0, 1, 2], 300)
+    return codes, classes, np.repeat([0, 1, 2], [150, 150, 600])
+
+
+def split_in_two(members: np.ndarray) -> np.ndarray:
+    return KMeans(2, n_init=3, random_state=0).fit_predict(members)
+
+
+def test_rebalancing_merges_a_classs_two_joined_halves_and_splits_the_cluster_of_two_classes():
+    codes, classes, partition = three_equal_classes(gap=0)
+    labels, rounds = rebalance(partition, codes, embed=lambda members: members, split=split_in_two, rounds=3)
+    assert adjusted_rand_score(classes, labels) == 1, "the classes, to the code"
+    assert len(rounds) == 1, "then every cluster is of the mean size: nothing more to repair"
+    assert rounds[0]["merged"] == [0, 1] and rounds[0]["split"] == 2 and sorted(rounds[0]["split_sizes"]) == [300, 300]
+    assert list(partition[:300]) == [0] * 150 + [1] * 150, "the partition given is left as it was"
+    assert rebalance(partition, codes, lambda members: members, split_in_two, rounds=0)[1] == [], "0 rounds: off"
+
+
+def test_rebalancing_leaves_two_small_clusters_nothing_joins():
+    codes, _, partition = three_equal_classes(gap=50)  # two islands: more likely two classes than one class's halves
+    labels, rounds = rebalance(partition, codes, embed=lambda members: members, split=split_in_two, rounds=3)
+    assert rounds == [] and list(labels) == list(partition)
+
+
+def test_a_job_rebalances_all_the_codes_it_clustered_and_records_each_round(tmp_path):
+    # Twenty clusters of ten digits: some must be small and joined, so at least one round merges and splits
+    job = run_job(tmp_path, *QUICK, *PCA4, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true",
+                  "task.cluster_with_fit_codes=true", "clusterer=gmm", "clusterer.n_clusters=20",
+                  "task.rebalance_rounds=2")
+    rounds = job.results["rebalanced"]
+    assert 1 <= len(rounds) <= 2 and "rebalance" in job.results["seconds"]
+    mean_size = (1000 + 540) / 20  # of the fit and eval images' clusters, all of which it repairs
+    assert max(rounds[0]["merged_sizes"]) < 0.75 * mean_size < 1.3 * mean_size < sum(rounds[0]["split_sizes"])
+    clusters = {int(row["label"]) for row in read_csv(job.dir / "predictions.csv")}
+    assert clusters <= set(range(20)) and len(clusters) > 10
 
 
 def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eval_images(tmp_path):
@@ -337,6 +382,10 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
           "clusterer=agglomerative"], "clusterer AgglomerativeClustering cannot assign the eval images"),
         (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],
          r"needs more than 90 points .*\(the fit and eval images\)"),
+        (["task.rebalance_rounds=-1"], r"task.rebalance_rounds=-1 must be 0 \(the clusterer's partition as it is\)"),
+        (["task.rebalance_rounds=yes"], "task.rebalance_rounds='yes': use a whole number"),
+        (["task.rebalance_rounds=1", "data.eval_limit=15", "reducer=pca", "reducer.n_components=2",
+          "clusterer.n_clusters=2"], "compares each code's 15 nearest, and only 15 codes are clustered"),
     ],
 )
 def test_bad_cluster_settings_are_refused_by_the_check_naming_the_setting(overrides, message):

@@ -1,11 +1,70 @@
 """Clusterers: scikit-learn's KMeans and AgglomerativeClustering are used as they are; a Gaussian
-mixture calls its cluster count n_components, so it gets a one-line adapter."""
+mixture calls its cluster count n_components, so it gets a one-line adapter.
+
+`rebalance` is what the cluster job does to a partition after the clusterer (`task.rebalance_rounds`).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+
+log = logging.getLogger(__name__)
 
 
 def gaussian_mixture(n_clusters: int, **kwargs) -> GaussianMixture:
     """A GaussianMixture with `n_clusters` components (it has fit_predict like the other clusterers)."""
     return GaussianMixture(n_components=n_clusters, **kwargs)
+
+
+def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray], np.ndarray],
+              split: Callable[[np.ndarray], np.ndarray], rounds: int, large: float = 1.3, small: float = 0.75,
+              neighbors: int = 15, min_joined: float = 0.02) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """A partition repaired towards clusters of equal size, for data whose classes are of equal size.
+
+    A mixture fitted to an embedding spends clusters on a class's styles (bags with and without a handle, two
+    islands) and leaves several classes that lie close together in one large cluster (pullovers, coats, shirts).
+    Each round, while the largest cluster holds more than `large` times the mean cluster size and two clusters
+    below `small` times it are joined in the codes' neighbour graph (at least `min_joined` of the smaller's
+    `neighbors` nearest codes lie in the other, counted both ways), the two most joined of those merge and the
+    largest is split in two: its members' codes embedded again on their own (`embed`) and clustered in two
+    (`split`). Reads no labels. Returns the new labels and a record of each round.
+    """
+    labels = np.array(labels)
+    n_clusters = int(labels.max()) + 1
+    mean_size = len(labels) / n_clusters
+    nearest = NearestNeighbors(n_neighbors=neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
+    history: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        sizes = np.bincount(labels, minlength=n_clusters)
+        largest = int(np.argmax(sizes))
+        smalls = np.flatnonzero(sizes < small * mean_size)
+        if sizes[largest] <= large * mean_size or len(smalls) < 2:
+            break
+        # Edges of the neighbour graph from each cluster to each: edges[a, b] of a's codes' neighbours lie in b
+        edges = np.zeros((n_clusters, n_clusters))
+        np.add.at(edges, (np.repeat(labels, neighbors), labels[nearest].ravel()), 1)
+        joined = (edges + edges.T) / np.minimum.outer(sizes, sizes).clip(min=1)
+        pairs = [(joined[a, b], int(a), int(b)) for i, a in enumerate(smalls) for b in smalls[i + 1:]]
+        strength, kept, freed = max(pairs)
+        if strength < min_joined:  # islands of different classes, likelier than a class's two styles
+            break
+        members = np.flatnonzero(labels == largest)
+        halves = np.asarray(split(embed(codes[members])))
+        if len(np.unique(halves)) < 2:  # the clusterer kept it whole: nothing to repair with
+            break
+        labels[labels == freed] = kept
+        labels[members[halves == halves[0]]] = largest
+        labels[members[halves != halves[0]]] = freed
+        history.append({"merged": [kept, freed], "merged_sizes": [int(sizes[kept]), int(sizes[freed])],
+                        "joined": round(float(strength), 4), "split": largest, "split_sizes": [
+                            int((halves == halves[0]).sum()), int((halves != halves[0]).sum())]})
+        log.info("rebalance: clusters %d and %d merged (%d and %d codes, %.2f of their neighbours shared), "
+                 "cluster %d (%d codes) split into %d and %d", kept, freed, sizes[kept], sizes[freed], strength,
+                 largest, sizes[largest], *history[-1]["split_sizes"])
+    return labels, history

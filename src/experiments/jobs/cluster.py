@@ -21,11 +21,13 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from sklearn.base import clone
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
+from experiments.cluster import rebalance
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.files import write_csv
@@ -49,6 +51,8 @@ REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "t
                   "umap": "UMAP", "none": "none"}
 # knn_acc's vote: as many neighbours as N2D's and the UMAP recipe's graph has.
 KNN_PROBE_NEIGHBOURS = 20
+# task.rebalance_rounds: the neighbours that tell which small clusters are joined (README, Results).
+REBALANCE_NEIGHBOURS = 15
 
 
 @dataclass
@@ -80,7 +84,7 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     n_eval = len(data.eval_images)
     n_clusters = resolve_n_clusters(cfg.clusterer.get("n_clusters"), data.n_classes, n_eval)
     n_reduced, reduced_images = n_eval, "eval images"
-    check_types(cfg.task, "task", whole=("smooth_neighbors",),
+    check_types(cfg.task, "task", whole=("smooth_neighbors", "rebalance_rounds"),
                 flags=("reduce_with_fit_codes", "cluster_with_fit_codes"))
     if cfg.task.get("cluster_with_fit_codes") and not cfg.task.get("reduce_with_fit_codes"):
         raise UserError("task.cluster_with_fit_codes=true fits the clusterer to the fit images' reduced codes, and "
@@ -113,9 +117,20 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
                         "eval images after fitting (no predict); use clusterer=gmm or kmeans")
     if type(clusterer).__name__ == "AgglomerativeClustering":
         check_agglomerative(clusterer, n_clusters)
+    n_clustered = n_reduced if cfg.task.get("cluster_with_fit_codes") else n_eval
+    check_rebalance(cfg.task.get("rebalance_rounds") or 0, n_clustered)
     check_plots(cfg.plots)
     check_trainer(cfg.trainer)
     return Plan(model, reducer, clusterer, n_clusters)
+
+
+def check_rebalance(rounds: int, n_clustered: int) -> None:
+    """task.rebalance_rounds finds which clusters are joined among each clustered code's nearest."""
+    if rounds < 0:
+        raise UserError(f"task.rebalance_rounds={rounds} must be 0 (the clusterer's partition as it is) or more")
+    if rounds and n_clustered <= REBALANCE_NEIGHBOURS:
+        raise UserError(f"task.rebalance_rounds={rounds} compares each code's {REBALANCE_NEIGHBOURS} nearest, and "
+                        f"only {n_clustered} codes are clustered; use 0")
 
 
 def check_plots(settings: DictConfig) -> None:
@@ -235,14 +250,21 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     np.save(job.dir / "codes.npy", codes)
 
     with timer("reduce"):
-        reduce = partial(reduce_codes, plan.reducer, fit_codes=fit_codes,
-                         smooth_neighbors=cfg.task.get("smooth_neighbors") or 0)
-        fit_reduced, reduced = library_stage("reducer", choices.get("reducer"), reduce, codes)
+        embedded = codes_to_embed(codes, fit_codes, cfg.task.get("smooth_neighbors") or 0)
+        reduce = partial(reduce_codes, plan.reducer, n_eval=len(codes))
+        fit_reduced, reduced = library_stage("reducer", choices.get("reducer"), reduce, embedded)
 
     with timer("cluster"):
         with_fit = cfg.task.get("cluster_with_fit_codes")
         cluster = partial(cluster_codes, plan.clusterer, fit_reduced=fit_reduced if with_fit else None)
         clusters = np.asarray(library_stage("clusterer", choices.get("clusterer"), cluster, reduced))
+    rebalanced: list[dict[str, Any]] = []
+    if cfg.task.get("rebalance_rounds"):
+        with timer("rebalance"):
+            clustered = clusters if not with_fit else np.concatenate([plan.clusterer.predict(fit_reduced), clusters])
+            labels, rebalanced = rebalance_clusters(plan, embedded[-len(clustered):], clustered,
+                                                    cfg.task.rebalance_rounds, cfg.seed)
+            clusters = labels[-len(codes):]
     write_csv(job.dir / "predictions.csv", ["id", "label"], [[i, int(c)] for i, c in enumerate(clusters)])
     labels = data.eval_labels
     label_of = [None] * len(clusters) if labels is None else [int(label) for label in labels]  # for the W&B tables
@@ -271,6 +293,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
             "reduced_codes": len(codes) + (0 if fit_codes is None else len(fit_codes)),  # what the reducer embedded
             "clusterer": choices.get("clusterer"),
             "n_clusters": plan.n_clusters,
+            "rebalanced": rebalanced,  # each round of task.rebalance_rounds: the clusters merged and split
             "model": choices.get("model"),
             "data": choices.get("data"),
             "seed": cfg.seed,
@@ -351,20 +374,24 @@ def replay_history(tracker: Any, history: list[dict[str, float]]) -> None:
         tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row.get("step"))
 
 
-def reduce_codes(reducer: Any, codes: np.ndarray, fit_codes: np.ndarray | None = None,
-                 smooth_neighbors: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
-    """The reducer's embedding of the fit codes (None without them) and of the eval codes; with `fit_codes`, both
-    are embedded together. With `smooth_neighbors`, each code is first averaged with its nearest among them all.
+def codes_to_embed(codes: np.ndarray, fit_codes: np.ndarray | None = None, smooth_neighbors: int = 0) -> np.ndarray:
+    """The codes the reducer embeds: the fit codes (when given) then the eval codes; with `smooth_neighbors`, each
+    averaged with its nearest among them all.
 
     More codes give t-SNE and UMAP denser neighbourhoods to find the clusters' shape in: N2D embeds all 70,000
     Fashion-MNIST images. Only the eval images are then scored.
     """
-    embedded = neighbour_mean(codes if fit_codes is None else np.concatenate([fit_codes, codes]), smooth_neighbors)
+    return neighbour_mean(codes if fit_codes is None else np.concatenate([fit_codes, codes]), smooth_neighbors)
+
+
+def reduce_codes(reducer: Any, embedded: np.ndarray, n_eval: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The reducer's embedding of the fit codes (None without them) and of the eval codes, the last `n_eval` of
+    `embedded`, all embedded together."""
     # What the stage is doing while it runs (UMAP's neighbour search and graph draw no bar)
     log.info("%s of %d codes of size %d", type(reducer).__name__, *embedded.shape)
     reduced = reducer.fit_transform(embedded)
-    n_fit = len(embedded) - len(codes)
-    return (reduced[:n_fit] if fit_codes is not None else None), reduced[n_fit:]
+    n_fit = len(embedded) - n_eval
+    return (reduced[:n_fit] if n_fit else None), reduced[n_fit:]
 
 
 def cluster_codes(clusterer: Any, reduced: np.ndarray, fit_reduced: np.ndarray | None = None) -> np.ndarray:
@@ -373,6 +400,17 @@ def cluster_codes(clusterer: Any, reduced: np.ndarray, fit_reduced: np.ndarray |
     if fit_reduced is None:
         return clusterer.fit_predict(reduced)
     return clusterer.fit(np.concatenate([fit_reduced, reduced])).predict(reduced)
+
+
+def rebalance_clusters(plan: Plan, codes: np.ndarray, labels: np.ndarray, rounds: int, seed: int
+                       ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """task.rebalance_rounds: the clusterer's partition of `codes` (the codes it clustered, as the reducer took
+    them) repaired towards equal sizes. A large cluster's codes are embedded again by a copy of the job's reducer
+    and cut in two by k-means, an even cut (a mixture's likeliest two parts may be a large and a small one, which
+    the next round would merge elsewhere)."""
+    halves = KMeans(2, n_init=10, random_state=seed)
+    return rebalance(labels, codes, embed=lambda members: clone(plan.reducer).fit_transform(members),
+                     split=halves.fit_predict, rounds=rounds, neighbors=REBALANCE_NEIGHBOURS)
 
 
 @torch.no_grad()
