@@ -210,6 +210,17 @@ def test_rebalancing_merges_a_classs_two_joined_halves_and_splits_the_cluster_of
     assert rebalance(partition, codes, lambda members: members, split_in_two, rounds=0)[1] == [], "0 rounds: off"
 
 
+def test_rebalancing_stops_with_a_warning_where_the_reducer_cannot_embed_the_largest_cluster_alone(caplog):
+    codes, _, partition = three_equal_classes(gap=0)
+
+    def too_few_for_tsne(members: np.ndarray) -> np.ndarray:
+        raise ValueError(f"perplexity=30 needs more than 90 points (3 x perplexity), got {len(members)}")
+
+    labels, rounds = rebalance(partition, codes, embed=too_few_for_tsne, split=split_in_two, rounds=3)
+    assert rounds == [] and list(labels) == list(partition), "the partition as the clusterer left it, not half merged"
+    assert "rebalance: stopped, cluster 2 (600 codes) cannot be embedded on its own: perplexity=30" in caplog.text
+
+
 def test_rebalancing_leaves_two_small_clusters_nothing_joins():
     codes, _, partition = three_equal_classes(gap=50)  # two islands: more likely two classes than one class's halves
     labels, rounds = rebalance(partition, codes, embed=lambda members: members, split=split_in_two, rounds=3)

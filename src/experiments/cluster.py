@@ -33,7 +33,8 @@ def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray
     below `small` times it are joined in the codes' neighbour graph (at least `min_joined` of the smaller's
     `neighbors` nearest codes lie in the other, counted both ways), the two most joined of those merge and the
     largest is split in two: its members' codes embedded again on their own (`embed`) and clustered in two
-    (`split`). Reads no labels. Returns the new labels and a record of each round.
+    (`split`). Reads no labels. Returns the new labels and a record of each round; a largest cluster that `embed`
+    or `split` refuses (ValueError, as scikit-learn's estimators refuse bad input) ends the repair there.
     """
     labels = np.array(labels)
     n_clusters = int(labels.max()) + 1
@@ -55,8 +56,13 @@ def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray
         if strength < min_joined:  # islands of different classes, likelier than a class's two styles
             break
         members = np.flatnonzero(labels == largest)
-        halves = np.asarray(split(embed(codes[members])))
-        if len(np.unique(halves)) < 2:  # the clusterer kept it whole: nothing to repair with
+        try:
+            halves = np.asarray(split(embed(codes[members])))
+        except ValueError as e:  # a library's refusal (t-SNE's perplexity above a small cluster's size)
+            log.warning("rebalance: stopped, cluster %d (%d codes) cannot be embedded on its own: %s", largest,
+                        sizes[largest], e)
+            break
+        if len(np.unique(halves)) < 2:  # the split kept it whole: nothing to repair with
             break
         labels[labels == freed] = kept
         labels[members[halves == halves[0]]] = largest
