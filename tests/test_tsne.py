@@ -1,6 +1,7 @@
 """Exact t-SNE in torch against openTSNE, and its pieces against their definitions."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -154,3 +155,12 @@ def test_sampled_tsne_on_the_gpu_reaches_the_cpus_kl():
     cpu.fit_transform(X)
     gpu.fit_transform(X)
     assert gpu.affinities_.device.type == "cuda" and gpu.kl_divergence_ == pytest.approx(cpu.kl_divergence_, rel=1e-3)
+
+
+def test_a_read_only_array_is_embedded_without_a_warning():
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    X.setflags(write=False)  # as a memmap or a shared array comes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Y = ExactTSNE(2, perplexity=5, n_iter=50, random_state=0, dtype="float64").fit_transform(X)
+    assert Y.shape == (60, 2) and np.isfinite(Y).all()

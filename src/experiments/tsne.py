@@ -159,7 +159,8 @@ class TorchTSNE(TSNEBase):
         X = self.checked_input(X)
         n = len(X)
         device = device_for(self.accelerator)
-        X_t = torch.as_tensor(np.asarray(X), dtype=getattr(torch, self.dtype), device=device)
+        # A copy: X may be read-only (a memmap scikit-learn's checks pass on), and torch warns when it would share it
+        X_t = torch.tensor(np.asarray(X), dtype=getattr(torch, self.dtype), device=device)
         objective = self.objective(X_t, torch.Generator().manual_seed(self.seed()))
         Y = self.initial_embedding(X_t)
         update = torch.zeros_like(Y)
