@@ -16,6 +16,9 @@ from sklearn.neighbors import NearestNeighbors
 
 log = logging.getLogger(__name__)
 
+# rebalance: the neighbours of each code that tell which small clusters are joined (README, Results).
+REBALANCE_NEIGHBOURS = 15
+
 
 def gaussian_mixture(n_clusters: int, **kwargs) -> GaussianMixture:
     """A GaussianMixture with `n_clusters` components (it has fit_predict like the other clusterers)."""
@@ -24,7 +27,7 @@ def gaussian_mixture(n_clusters: int, **kwargs) -> GaussianMixture:
 
 def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray], np.ndarray],
               split: Callable[[np.ndarray], np.ndarray], rounds: int, large: float = 1.3, small: float = 0.75,
-              neighbors: int = 15, min_joined: float = 0.02) -> tuple[np.ndarray, list[dict[str, Any]]]:
+              neighbors: int = REBALANCE_NEIGHBOURS, min_joined: float = 0.02) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """A partition repaired towards clusters of equal size, for data whose classes are of equal size.
 
     A mixture fitted to an embedding spends clusters on a class's styles (bags with and without a handle, two

@@ -27,7 +27,7 @@ from sklearn.decomposition import PCA
 from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
-from experiments.cluster import rebalance
+from experiments.cluster import REBALANCE_NEIGHBOURS, rebalance
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.files import write_csv
@@ -51,8 +51,6 @@ REDUCED_METHOD = {"pca": "PCA", "tsne": "tSNE", "tsne_exact": "tSNE (exact)", "t
                   "umap": "UMAP", "none": "none"}
 # knn_acc's vote: as many neighbours as N2D's and the UMAP recipe's graph has.
 KNN_PROBE_NEIGHBOURS = 20
-# task.rebalance_rounds: the neighbours that tell which small clusters are joined (README, Results).
-REBALANCE_NEIGHBOURS = 15
 
 
 @dataclass
@@ -410,7 +408,7 @@ def rebalance_clusters(plan: Plan, codes: np.ndarray, labels: np.ndarray, rounds
     the next round would merge elsewhere)."""
     halves = KMeans(2, n_init=10, random_state=seed)
     return rebalance(labels, codes, embed=lambda members: clone(plan.reducer).fit_transform(members),
-                     split=halves.fit_predict, rounds=rounds, neighbors=REBALANCE_NEIGHBOURS)
+                     split=halves.fit_predict, rounds=rounds)
 
 
 @torch.no_grad()
