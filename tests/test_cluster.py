@@ -227,17 +227,19 @@ def test_rebalancing_leaves_two_small_clusters_nothing_joins():
     assert rounds == [] and list(labels) == list(partition)
 
 
-def test_a_job_rebalances_all_the_codes_it_clustered_and_records_each_round(tmp_path):
+@pytest.mark.parametrize(("with_fit_codes", "n_clustered", "n_eval"), [(True, 1000 + 540, 540), (False, 600, 600)])
+def test_a_job_rebalances_all_the_codes_it_clustered_and_records_each_round(tmp_path, with_fit_codes, n_clustered,
+                                                                            n_eval):
     # Twenty clusters of ten digits: some must be small and joined, so at least one round merges and splits
-    job = run_job(tmp_path, *QUICK, *PCA4, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true",
-                  "task.cluster_with_fit_codes=true", "clusterer=gmm", "clusterer.n_clusters=20",
-                  "task.rebalance_rounds=2")
+    where = (["data.eval_fraction=0.3", "task.reduce_with_fit_codes=true", "task.cluster_with_fit_codes=true"]
+             if with_fit_codes else [])  # else the eval images' codes alone are reduced and clustered
+    job = run_job(tmp_path, *QUICK, *PCA4, *where, "clusterer=gmm", "clusterer.n_clusters=20", "task.rebalance_rounds=2")
     rounds = job.results["rebalanced"]
     assert 1 <= len(rounds) <= 2 and "rebalance" in job.results["seconds"]
-    mean_size = (1000 + 540) / 20  # of the fit and eval images' clusters, all of which it repairs
+    mean_size = n_clustered / 20  # of all the clusters the clusterer made, which it repairs
     assert max(rounds[0]["merged_sizes"]) < 0.75 * mean_size < 1.3 * mean_size < sum(rounds[0]["split_sizes"])
-    clusters = {int(row["label"]) for row in read_csv(job.dir / "predictions.csv")}
-    assert clusters <= set(range(20)) and len(clusters) > 10
+    clusters = [int(row["label"]) for row in read_csv(job.dir / "predictions.csv")]
+    assert len(clusters) == n_eval and set(clusters) <= set(range(20)) and len(set(clusters)) > 10
 
 
 def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eval_images(tmp_path):
