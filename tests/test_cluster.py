@@ -235,11 +235,15 @@ def test_a_job_rebalances_all_the_codes_it_clustered_and_records_each_round(tmp_
              if with_fit_codes else [])  # else the eval images' codes alone are reduced and clustered
     job = run_job(tmp_path, *QUICK, *PCA4, *where, "clusterer=gmm", "clusterer.n_clusters=20", "task.rebalance_rounds=2")
     rounds = job.results["rebalanced"]
-    assert 1 <= len(rounds) <= 2 and "rebalance" in job.results["seconds"]
+    assert "rebalance" in job.results["seconds"], "the stage is timed with the others"
+    # A range on purpose: how many rounds the digits need is theirs to say; at least one (some of twenty clusters of
+    # ten classes are small and joined), and no more than the two rounds asked for
+    assert 1 <= len(rounds) <= 2, rounds
     mean_size = n_clustered / 20  # of all the clusters the clusterer made, which it repairs
     assert max(rounds[0]["merged_sizes"]) < 0.75 * mean_size < 1.3 * mean_size < sum(rounds[0]["split_sizes"])
     clusters = [int(row["label"]) for row in read_csv(job.dir / "predictions.csv")]
-    assert len(clusters) == n_eval and set(clusters) <= set(range(20)) and len(set(clusters)) > 10
+    assert len(clusters) == n_eval and set(clusters) <= set(range(20)), "every eval image, in one of the 20 clusters"
+    assert len(set(clusters)) > 10, "a merge frees a cluster's number and the split takes it: the clusters stay many"
 
 
 def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eval_images(tmp_path):
