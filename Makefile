@@ -39,7 +39,7 @@ $(FASHION_MNIST):
 
 # The best clustering recipe, about 3.5 minutes on 2 cores: random features' PCA, each code averaged with its 10
 # nearest, UMAP of all 70,000 images, the likeliest of a Gaussian mixture's 20 starts, nothing trained (README,
-# Results); `python -m experiments` runs the seed report's pipeline.
+# Results); `python -m experiments` runs the clustering assignment's pipeline.
 run: install
 	$(PY) -m experiments +recipe=random_conv_pca
 

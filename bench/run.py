@@ -352,7 +352,7 @@ def bench_tsne_sampled(codes: np.ndarray, labels: np.ndarray) -> dict:
 def bench_ista() -> dict:
     """The Lasso solver: iterations to 1e-6 relative suboptimality on the literature's synthetic problem,
     and the batched solver against scikit-learn on 1,000 and 10,000 problems of one dictionary."""
-    from experiments.ista import first_iteration_within, solve
+    from experiments.lasso import first_iteration_within, solve
 
     g = torch.Generator().manual_seed(0)
     A = torch.randn(250, 500, generator=g, dtype=torch.float64)
@@ -374,12 +374,12 @@ def bench_ista() -> dict:
 
 
 def batched_lasso(rows: int, atoms: int, problems: int, g: torch.Generator, loop: bool) -> dict:
-    """`problems` Lasso problems of one rows x atoms dictionary: ista.lasso_gram (batched FISTA in Gram form, to
+    """`problems` Lasso problems of one rows x atoms dictionary: lasso.lasso_gram (batched FISTA in Gram form, to
     a relative duality gap of 1e-4) against sparse_encode(lasso_cd) (and Lasso in a loop), best of 3 each."""
     from sklearn.decomposition import sparse_encode
     from sklearn.linear_model import Lasso
 
-    from experiments.ista import MatrixOperator, lasso_gram, objective
+    from experiments.lasso import MatrixOperator, lasso_gram, objective
 
     D = torch.randn(atoms, rows, generator=g, dtype=torch.float64)  # scikit-learn's layout: atoms x features
     D /= D.norm(dim=1, keepdim=True)
@@ -414,7 +414,7 @@ def batched_lasso(rows: int, atoms: int, problems: int, g: torch.Generator, loop
 
 
 def bench_deblur(out: Path, quick: bool) -> dict:
-    """The seed's deblurring run, long enough to estimate F*, and its speed per dtype (and device)."""
+    """The assignment's deblurring run, long enough to estimate F*, and its speed per dtype (and device)."""
     fista, reference = (1000, 1000) if quick else (5000, 20000)
     job = cli_results(out / "deblur", ["task=deblur", f"task.ista_iterations={fista}", f"task.fista_iterations={fista}",
                                        f"task.reference_iterations={reference}"])
@@ -512,7 +512,7 @@ def section_rows(name: str, r: dict) -> list[tuple[str, str, str]]:
              f"{reached(r['synthetic_iterations_fista'])} vs {reached(r['synthetic_iterations_ista'])}"),
         ] + [
             (f"{b['problems']:,} Lasso problems of one {b['rows']}x{b['atoms']} dictionary: batched FISTA in Gram form "
-             "(ista.lasso_gram) vs sparse_encode(lasso_cd)" + (" and vs Lasso in a loop" if "lasso_loop_s" in b else "")
+             "(lasso.lasso_gram) vs sparse_encode(lasso_cd)" + (" and vs Lasso in a loop" if "lasso_loop_s" in b else "")
              + " (time; objective)",
              f"{b['gram_s'] / b['sparse_encode_s']:.2f}x the time"
              + (f", {b['gram_s'] / b['lasso_loop_s']:.2f}x" if "lasso_loop_s" in b else ""),

@@ -27,7 +27,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import FunctionTransformer
 
 from experiments import pipeline
-from experiments.cluster import rebalance
+from experiments.clusterers import rebalance
 from experiments.errors import UserError
 from experiments.jobs.cluster import cluster_codes, codes_to_embed, reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
@@ -360,8 +360,8 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["clusterer=agglomerative", "+clusterer.metric=cosine"], "cosine was provided as metric. Ward can only work"),
         (["model.channels=[8,8]", "model.kernel_size=5", "model.padding=0"], "shrink a 8x8 image to nothing"),
         (["model.kernel_size=0"], "model.kernel_size"),
-        (["model=ista", "model.lam=-1"], "model.lam must be >= 0"),
-        (["model=ista", "model.encode_iterations=0"], "model.encode_iterations"),
+        (["model=sparse_coding", "model.lam=-1"], "model.lam must be >= 0"),
+        (["model=sparse_coding", "model.encode_iterations=0"], "model.encode_iterations"),
         (["model=mlp", "task=cluster"], r"no encode\(\); use model=autoencoder, dense_autoencoder, ista, pixels, random"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["data.eval_limit=abc"], "data.eval_limit='abc': use a whole number"),
@@ -382,7 +382,7 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model.lr=-1"], r"model: its optimiser refuses the settings \(Invalid learning rate: -1"),
         (["model.lr=abc"], "model.lr='abc': use a number"),  # the constructor's hints, before the optimiser
         (["model.weight_decay=-0.5"], "Invalid weight_decay value: -0.5"),
-        (["model=ista", "model.lr=-0.1"], "Invalid learning rate: -0.1"),
+        (["model=sparse_coding", "model.lr=-0.1"], "Invalid learning rate: -0.1"),
         (["trainer.precision=8-bit"], "trainer: Precision '8-bit' is invalid"),
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),

@@ -88,7 +88,7 @@ def test_each_task_names_a_job_kind_that_declares_its_score(option):
     assert direction in (jobs.MAX, jobs.MIN) and kind.columns[0][1] == score
 
 
-@pytest.mark.parametrize("model, task", [("autoencoder", "cluster"), ("ista", "cluster"), ("mlp", "classify"),
+@pytest.mark.parametrize("model, task", [("autoencoder", "cluster"), ("sparse_coding", "cluster"), ("mlp", "classify"),
                                          ("lista", "lista"), ("lista_patches", "lista")])
 def test_the_model_chooses_its_job_unless_the_command_line_says_otherwise(model, task):
     assert compose_config(f"model={model}").task.kind == task

@@ -1,4 +1,4 @@
-"""The seeds' closed forms against autograd and against worked examples."""
+"""The assignments' closed forms against autograd and against worked examples."""
 
 import numpy as np
 import pytest
@@ -31,11 +31,11 @@ def rand(*shape, seed=0):
 
 
 @pytest.mark.parametrize("stride, expected", [(2, 8), (3, 6), (4, 4), (5, 4)])
-def test_conv_output_size_matches_seed_000_worked_example(stride, expected):
+def test_conv_output_size_matches_assignment_0_worked_example(stride, expected):
     assert conv_output_size(16, kernel=1, stride=stride, padding=0) == expected
 
 
-def test_conv_output_size_matches_seed_002_layer_sizes():
+def test_conv_output_size_matches_assignment_2_layer_sizes():
     assert conv_output_size(128, kernel=8, stride=2, padding=3) == 64
     assert conv_output_size(64, kernel=2, stride=2) == 32  # 2x2 pooling
     assert conv_output_size(32, kernel=3, stride=1, padding=1) == 32
@@ -57,7 +57,7 @@ def test_size_formulas_agree_with_torch(size, kernel, stride, padding, dilation)
     ("valid", [1.5, 2.25, 3.0, 2.25, 1.5]),
     ("same", [0.5, 1.5, 2.25, 3.0, 2.25, 1.5, 0.5]),
 ])
-def test_conv1d_of_seed_002_example(mode, expected):
+def test_conv1d_of_assignment_2_example(mode, expected):
     signal = torch.tensor([1, 1, 4, 4, 4, 1, 1], dtype=torch.float64)
     kernel = torch.full((3,), 0.25, dtype=torch.float64)
     assert conv1d(signal, kernel, mode).tolist() == pytest.approx(expected)

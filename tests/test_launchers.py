@@ -145,7 +145,7 @@ def test_ddp_gives_each_rank_an_equal_shard_and_only_rank_zero_scores_and_logs(t
     # Lightning's DDP over two CPU processes (gloo): the same code path as over GPUs. Sparse coding, whose warm
     # starts index each rank's shard by the images' places in the whole fit set. 513 images in batches of 256:
     # without padding rank 0 would have 2 batches and rank 1 one, a collective with no partner.
-    run = run_cli(tmp_path / "run", *SMALL, "trainer.max_epochs=2", "model=ista", "data.fit_limit=513",
+    run = run_cli(tmp_path / "run", *SMALL, "trainer.max_epochs=2", "model=sparse_coding", "data.fit_limit=513",
                   "data.batch_size=256", *DDP_ON_CPU)
     assert run.returncode == 0, run.stderr
     logs = {p.name: p.read_text() for p in run.dir.glob("*.log")}

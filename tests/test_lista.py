@@ -9,9 +9,9 @@ import torch
 from helpers import check_job, history_keys, run_job
 
 from experiments.errors import UserError
-from experiments.ista import solve
+from experiments.lasso import solve
 from experiments.jobs.lista import overcomplete_dct, random_patches, synthetic_problems
-from experiments.models.lista import LISTA, nmse_db
+from experiments.models.learned_ista import LISTA, nmse_db
 
 SMALL = ["model=lista", "model.layers=4", "model.problem.rows=50", "model.problem.atoms=100",
          "model.problem.train_size=2000", "model.problem.test_size=300", "model.lr=5e-4"]

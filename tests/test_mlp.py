@@ -59,7 +59,7 @@ def test_output_gradient_is_the_per_sample_gradient_of_the_loss(loss):
 
 
 def test_mse_squashes_the_gradient_of_a_confidently_wrong_prediction():
-    # seed 002 Q2 g: through the softmax, MSE's gradient vanishes where cross-entropy's does not
+    # assignment 2 Q2 g: through the softmax, MSE's gradient vanishes where cross-entropy's does not
     logits = torch.tensor([[12.0, 0.0, 0.0]], dtype=torch.float64)
     target = torch.tensor([2])
     ce = output_gradient(logits, target, "cross_entropy").norm()

@@ -21,7 +21,7 @@ from helpers import QUICK, REPO, cli_env, compose_config, run_cli, run_job, wand
 from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
-from experiments.models.ista import SparseCoding
+from experiments.models.sparse_coding import SparseCoding
 from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
 from experiments.resume import finished_results, results_key, stable_run_id, sweep_name
 from experiments.training import resolved, train_model

@@ -1,4 +1,4 @@
-"""model=ista: dictionary learning by alternating FISTA codes and gradient steps, in the core pipeline."""
+"""model=sparse_coding: dictionary learning by alternating FISTA codes and gradient steps, in the core pipeline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from helpers import QUICK, history_keys, run_job
 
 from experiments.data import Digits
 from experiments.errors import UserError
-from experiments.models.ista import SparseCoding
+from experiments.models.sparse_coding import SparseCoding
 
 
 def train(model: SparseCoding, epochs: int) -> Digits:
@@ -71,10 +71,10 @@ def test_bad_sparse_coding_settings_are_refused():
 
 
 def test_sparse_coding_runs_the_cluster_job_with_its_sparsity_and_atoms(tmp_path):
-    sparse_coding = ["model=ista", "model.latent_dim=48", "reducer=pca", "reducer.n_components=8", "plots.tsne=false"]
+    sparse_coding = ["model=sparse_coding", "model.latent_dim=48", "reducer=pca", "reducer.n_components=8", "plots.tsne=false"]
     job = run_job(tmp_path, *QUICK, *sparse_coding, "logger=wandb", figures=True)
     results = job.results
-    assert results["model"] == "ista" and results["latent_dim"] == 48
+    assert results["model"] == "sparse_coding" and results["latent_dim"] == 48
     assert 0.2 < results["code_sparsity"] < 1.0
     assert results["recon_mse"] < 0.03
     assert results["codes_converged"] is True and results["codes_max_gap"] <= 1e-3

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from experiments import console
-from experiments.ista import solve
+from experiments.lasso import solve
 from experiments.launch import sweep_plan
 from experiments.reduce import OpenTSNE
 from experiments.tracking import best_of

@@ -232,7 +232,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_labels: np.ndarray | None = None
         self.fit_labels: np.ndarray | None = None
         self.eval_overlaps_fit = False  # some eval images are fit images: a classifier must not be scored on them
-        # True: training and validation batches end with each image's index in its set (models/ista.py warm-starts
+        # True: training and validation batches end with each image's index in its set (models/sparse_coding.py warm-starts
         # every image's code from its last one; models/random_conv_autoencoder.py looks up its features' components).
         self.with_index = False
 

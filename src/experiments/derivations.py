@@ -1,6 +1,6 @@
 """The assignments' closed forms as code, each checked against autograd in tests/test_derivations.py.
 
-Where a seed is wrong, the function follows the correct maths and its docstring says so.
+Where an assignment is wrong, the function follows the correct maths and its docstring says so.
 """
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution or pooling along one axis (PyTorch's formula).
 
-    floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1; seed 000 writes the same
+    floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1; assignment 0 writes the same
     formula once without the final "- 1" inside the floor, which is wrong for stride > 1.
     """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
@@ -25,7 +25,7 @@ def conv_transpose_output_size(
 
 
 def conv1d(signal: torch.Tensor, kernel: torch.Tensor, mode: str = "full") -> torch.Tensor:
-    """1-D convolution (kernel flipped) of seed 002 Q3: "full" (n+k-1), "valid" (n-k+1) or "same" (n)."""
+    """1-D convolution (kernel flipped) of assignment 2 Q3: "full" (n+k-1), "valid" (n-k+1) or "same" (n)."""
     n, k = signal.shape[-1], kernel.shape[-1]
     padding = {"full": k - 1, "valid": 0, "same": (k - 1) // 2}
     if mode not in padding:
@@ -36,7 +36,7 @@ def conv1d(signal: torch.Tensor, kernel: torch.Tensor, mode: str = "full") -> to
 
 
 def batchnorm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Training-mode batch norm over dim 0 with the biased variance (seed 000 Q2)."""
+    """Training-mode batch norm over dim 0 with the biased variance (assignment 0 Q2)."""
     mean = x.mean(0)
     var = x.var(0, unbiased=False)
     return gamma * (x - mean) / torch.sqrt(var + eps) + beta
@@ -45,7 +45,7 @@ def batchnorm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, 
 def batchnorm_backward(
     grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, eps: float = 1e-5
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dL/dx, dL/dgamma, dL/dbeta) of training-mode batch norm, seed 000 Q2's boxed result:
+    """(dL/dx, dL/dgamma, dL/dbeta) of training-mode batch norm, assignment 0 Q2's boxed result:
 
     dL/dx_i = gamma / (m sqrt(var + eps)) * (m g_i - sum_j g_j - xhat_i sum_j g_j xhat_j).
     """
@@ -93,7 +93,7 @@ class ManualBatchNorm1d(nn.Module):
 
 
 def softmax_jacobian(z: torch.Tensor) -> torch.Tensor:
-    """d softmax(z) / dz = diag(s) - s s^T (seed 000 Q3a, seed 002 Q1 j-k), batched over leading dims."""
+    """d softmax(z) / dz = diag(s) - s s^T (assignment 0 Q3a, assignment 2 Q1 j-k), batched over leading dims."""
     s = torch.softmax(z, dim=-1)
     return torch.diag_embed(s) - s.unsqueeze(-1) * s.unsqueeze(-2)
 
@@ -114,7 +114,7 @@ def covariance(X: torch.Tensor) -> torch.Tensor:
 
 def pca_trace_minimiser(X: torch.Tensor, k: int) -> torch.Tensor:
     """The Phi (d, k) minimising Trace(Phi^T Sigma Phi) subject to Phi^T Phi = I: the eigenvectors of
-    the k smallest eigenvalues of the covariance (seed 000 Q4b; PCA keeps the largest instead)."""
+    the k smallest eigenvalues of the covariance (assignment 0 Q4b; PCA keeps the largest instead)."""
     _, vectors = torch.linalg.eigh(covariance(X))  # ascending eigenvalues
     return vectors[:, :k]
 
@@ -137,7 +137,7 @@ def tsne_kl(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 def tsne_gradient(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """dC/dY of t-SNE's KL: 4 sum_j (p_ij - q_ij)(y_i - y_j)(1 + ||y_i - y_j||^2)^-1.
 
-    Seed 003 s8b derives the Gaussian (SNE) version, without the (1 + d^2)^-1 factor of the Student-t.
+    Assignment 3 s8b derives the Gaussian (SNE) version, without the (1 + d^2)^-1 factor of the Student-t.
     """
     attraction, repulsion, z = tsne_gradient_parts(P, Y, Y)
     return 4.0 * (attraction - repulsion / z)
@@ -182,7 +182,7 @@ def squared_distances(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def soft_threshold(x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """prox of t||.||_1 (seed 003 s9a): sign(x) max(|x| - t, 0)."""
+    """prox of t||.||_1 (assignment 3 s9a): sign(x) max(|x| - t, 0)."""
     return torch.sign(x) * torch.clamp(x.abs() - t, min=0)
 
 

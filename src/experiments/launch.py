@@ -139,7 +139,7 @@ def check_ddp(kind: Any, multirun: bool, launcher: Any = None, trainer: Any = No
     """`kind` (an experiments.jobs.JobKind) under DDP: alone, or in a sweep on SLURM where srun starts one
     process per device (Lightning then starts none: every rank runs the job, its rank from SLURM_PROCID)."""
     if kind.ddp_worker is None:
-        raise UserError(f"accelerator=ddp trains the encoders of task=cluster only (autoencoder, ista); "
+        raise UserError(f"accelerator=ddp trains the encoders of task=cluster only (autoencoder, sparse_coding, ...); "
                         f"task={kind.name}: use accelerator=gpu")
     if not multirun:
         return

@@ -95,6 +95,6 @@ def examples_of_different_classes(labels: np.ndarray | None, n_images: int, coun
 
 
 def top_k_error(scores: np.ndarray, y_true: np.ndarray, k: int) -> float:
-    """Fraction of samples whose true class is not among the k highest scores (seed 003 s7)."""
+    """Fraction of samples whose true class is not among the k highest scores (assignment 3 s7)."""
     top = np.argsort(-scores, axis=1)[:, :k]
     return float(1.0 - (top == y_true[:, None]).any(axis=1).mean())

@@ -1,6 +1,6 @@
 """task=cluster: fit (or load) an encoder -> encode the eval images -> reduce -> cluster -> score -> plots.
 
-The Kaggle report's job (seed 001): the encoder is model=autoencoder, dense_autoencoder (N2D's), ista (sparse
+The Kaggle report's job (assignment 1): the encoder is model=autoencoder, dense_autoencoder (N2D's), ista (sparse
 coding), pixels (the raw-pixel baseline), random_conv (random convolutional features, nothing trained) or
 random_conv_autoencoder (N2D's autoencoder on those features' principal components); the reducer and clusterer
 are scikit-learn estimators (or adapters that behave as such).
@@ -27,7 +27,7 @@ from sklearn.decomposition import PCA
 from experiments import plots
 from experiments.accelerators import device_for
 from experiments.cache import Cache, Entry, save_entry
-from experiments.cluster import REBALANCE_NEIGHBOURS, rebalance
+from experiments.clusterers import REBALANCE_NEIGHBOURS, rebalance
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError, check_against_hints, check_types, one_line
 from experiments.files import write_csv
@@ -64,7 +64,7 @@ class Plan:
 
 
 # The options of conf/model with an encode(), for the error that names them (tests/test_configs.py keeps it whole).
-ENCODERS = ("autoencoder", "dense_autoencoder", "ista", "pixels", "random_conv", "random_conv_autoencoder",
+ENCODERS = ("autoencoder", "dense_autoencoder", "pixels", "sparse_coding", "random_conv", "random_conv_autoencoder",
             "random_conv_pca")
 
 
@@ -303,7 +303,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
         }
         if hasattr(plan.reducer, "kl_divergence_"):
             results["tsne_kl"] = float(plan.reducer.kl_divergence_)
-        if hasattr(model, "solver_report"):  # codes found by a solver (model=ista): did it converge?
+        if hasattr(model, "solver_report"):  # codes found by a solver (model=sparse_coding): did it converge?
             results |= model.solver_report()
 
     with timer("plots"):
@@ -511,7 +511,7 @@ KIND = JobKind(
     tagged_by=("model", "data", "reducer", "clusterer"),
     scores={"public_score": MAX, "private_score": MAX, "acc": MAX, "nmi": MAX, "ari": MAX, "knn_acc": MAX,
             "recon_mse": MIN},
-    # The seed report's columns first, in its order, then the rest of what a job reports.
+    # The clustering assignment's report columns first, in its order, then the rest of what a job reports.
     columns=[
         ("Public Score", "public_score"),
         ("Private Score", "private_score"),

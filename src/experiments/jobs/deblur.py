@@ -1,4 +1,4 @@
-"""task=deblur: seed 003 s9's deblurring by ISTA and FISTA, on Beck and Teboulle's (2009) setup.
+"""task=deblur: assignment 3 s9's deblurring by ISTA and FISTA, on Beck and Teboulle's (2009) setup.
 
 The blurred image is b = K u + noise, with K a Gaussian blur with reflexive (mirror) boundaries applied
 as a convolution. The image is written in an orthonormal basis, u = W x, and the solver minimises
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from experiments import ista, plots
+from experiments import lasso, plots
 from experiments.accelerators import device_for
 from experiments.data import ImageDataModule
 from experiments.errors import UserError, check_types
@@ -253,7 +253,7 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     results |= objective_checkpoints(curves)
     if task.reference_iterations > 0:
         with timer("reference"):
-            reference = ista.solve(operator, blurred, task.lam, method="fista", max_iter=task.reference_iterations,
+            reference = lasso.solve(operator, blurred, task.lam, method="fista", max_iter=task.reference_iterations,
                                    tol=0, x0=result.x,  # `result` is FISTA's: go on from where it stopped
                                    progress="FISTA for F*")
         results |= suboptimality_iterations(curves, float(reference.objective.min()))
@@ -276,20 +276,20 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
 def solve_with_psnr(
     operator: BlurInBasis, blurred: torch.Tensor, sharp: torch.Tensor, lam: float, method: str, iterations: int,
     tol: float,
-) -> tuple[ista.LassoResult, list[float]]:
+) -> tuple[lasso.LassoResult, list[float]]:
     """Solve from the blurred image's coefficients, recording the restored image's PSNR at every iteration."""
     psnrs: list[float] = []
 
     def record(iteration: int, x: torch.Tensor) -> None:
         psnrs.append(psnr(operator.basis.synthesis(x).clamp(0, 1), sharp))
 
-    result = ista.solve(operator, blurred, lam, method=method, max_iter=iterations, tol=tol,
+    result = lasso.solve(operator, blurred, lam, method=method, max_iter=iterations, tol=tol,
                         x0=operator.basis.analysis(blurred), callback=record, progress=method.upper())
     return result, psnrs
 
 
 def objective_checkpoints(curves: dict[str, list[float]]) -> dict[str, float | None]:
-    """The seed's comparison: FISTA's objective after 100 iterations against ISTA's after 1000."""
+    """The assignment's comparison: FISTA's objective after 100 iterations against ISTA's after 1000."""
     ista_curve, fista_curve = curves["objective_ista"], curves["objective_fista"]
     return {"objective_ista_at_1000": ista_curve[999] if len(ista_curve) >= 1000 else None,
             "objective_fista_at_100": fista_curve[99] if len(fista_curve) >= 100 else None}
@@ -303,7 +303,7 @@ def suboptimality_iterations(curves: dict[str, list[float]], reference: float) -
     for method in ("ista", "fista"):
         relative = (np.asarray(curves[f"objective_{method}"]) - optimum) / abs(optimum)
         for tol, name in ((1e-4, "1e-4"), (1e-6, "1e-6")):
-            out[f"{method}_iterations_to_{name}"] = ista.first_iteration_within(relative.tolist(), tol)
+            out[f"{method}_iterations_to_{name}"] = lasso.first_iteration_within(relative.tolist(), tol)
     return out
 
 

@@ -12,13 +12,13 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import ista, plots
+from experiments import lasso, plots
 from experiments.accelerators import device_for
 from experiments.cache import save_entry
 from experiments.data import ImageDataModule, batches
 from experiments.errors import UserError, check_types
 from experiments.jobs import MIN, JobKind
-from experiments.models.lista import LISTA, nmse_db
+from experiments.models.learned_ista import LISTA, nmse_db
 from experiments.training import Job, check_trainer, train_model
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,10 @@ def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) 
 
 
 def solver_codes(problems: LassoProblems, signals: torch.Tensor, lam: float, problem: DictConfig,
-                 device: torch.device) -> ista.LassoResult:
+                 device: torch.device) -> lasso.LassoResult:
     """The targets: batched FISTA in Gram form on `device`, each signal run to `target_tol` (relative duality
     gap); the codes stay on that device."""
-    result = ista.lasso_gram(problems.dictionary.to(device), signals.to(device), lam, max_iter=problem.target_iterations,
+    result = lasso.lasso_gram(problems.dictionary.to(device), signals.to(device), lam, max_iter=problem.target_iterations,
                              tol=problem.target_tol, progress=f"FISTA codes of {signals.shape[1]} signals")
     log.info("solver codes of %d signals: %d FISTA iterations, converged=%s", signals.shape[1], result.n_iter,
              result.converged)
@@ -169,7 +169,7 @@ def iterate_errors(problems: LassoProblems, lam: float, method: str, iterations:
             errors[name].append(nmse_db(x, reference))
 
     device = next(iter(references.values())).device
-    ista.solve(problems.dictionary.to(device), problems.test.to(device), lam, method=method, max_iter=iterations, tol=0,
+    lasso.solve(problems.dictionary.to(device), problems.test.to(device), lam, method=method, max_iter=iterations, tol=0,
                callback=record)
     return errors
 
@@ -219,7 +219,7 @@ def run(job: Job, plan: None) -> dict[str, Any]:
     lista_error = results[f"lista_nmse_db_vs_{score}"]
     results |= {f"nmse_db_{method}": results[f"{method}_nmse_db_vs_{score}"] for method in ("lista", "ista", "fista")}
     for method in ("ista", "fista"):  # how long the solvers take to do what T layers do
-        results[f"{method}_iterations_to_match_lista"] = ista.first_iteration_within(curves[f"{method}_vs_{score}"], lista_error)
+        results[f"{method}_iterations_to_match_lista"] = lasso.first_iteration_within(curves[f"{method}_vs_{score}"], lista_error)
     results |= {
         "layers": layers, "lam": lam, "problem": problem.kind, "trained_on": cfg.model.target, "scored_against": score,
         "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,

@@ -1,2 +1,2 @@
-"""Lightning modules, one per file: autoencoder.ConvAutoencoder, ista.SparseCoding, mlp.MLPClassifier,
+"""Lightning modules, one per file: autoencoder.ConvAutoencoder, sparse_coding.SparseCoding, mlp.MLPClassifier,
 lista.LISTA."""

@@ -1,7 +1,7 @@
-"""The MLP classifier of seed 002 Q2: d -> d_h (softplus) -> m (softmax), with hand-derived gradients.
+"""The MLP classifier of assignment 2 Q2: d -> d_h (softplus) -> m (softmax), with hand-derived gradients.
 
 `gradients="manual"` runs every layer through a `torch.autograd.Function` whose backward pass is the
-seed's derivation (batched); `gradients="autograd"` lets torch differentiate the same forward pass.
+assignment's derivation (batched); `gradients="autograd"` lets torch differentiate the same forward pass.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from experiments.errors import UserError
 
 ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu, "sigmoid": torch.sigmoid}
 ACTIVATION_GRADIENTS = {  # d activation(h) / dh, as functions of the pre-activation h
-    "softplus": torch.sigmoid,  # seed 002 Q1: softplus' = sigmoid
+    "softplus": torch.sigmoid,  # assignment 2 Q1: softplus' = sigmoid
     "relu": lambda h: (h > 0).to(h.dtype),
     "sigmoid": lambda h: torch.sigmoid(h) * (1 - torch.sigmoid(h)),
 }
@@ -191,6 +191,6 @@ class MLPClassifier(pl.LightningModule):
         self.log("val/acc", (logits.argmax(-1) == y).to(logits.dtype).mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.hparams.optimizer == "sgd":  # seed 002 Q2 k: theta <- theta - eta grad (plain SGD)
+        if self.hparams.optimizer == "sgd":  # assignment 2 Q2 k: theta <- theta - eta grad (plain SGD)
             return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum)
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

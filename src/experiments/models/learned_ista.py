@@ -7,7 +7,7 @@ import torch
 
 from experiments.derivations import soft_threshold
 from experiments.errors import UserError
-from experiments.ista import MatrixOperator, lipschitz_constant
+from experiments.lasso import MatrixOperator, lipschitz_constant
 
 
 def nmse_db(estimate: torch.Tensor, truth: torch.Tensor) -> float:

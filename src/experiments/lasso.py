@@ -1,4 +1,4 @@
-"""ISTA and FISTA for the Lasso F(x) = 1/2 ||b - A x||^2 + lam ||x||_1 (seed 003 s9), in torch.
+"""ISTA and FISTA for the Lasso F(x) = 1/2 ||b - A x||^2 + lam ||x||_1 (assignment 3 s9), in torch.
 
 `A` is a matrix or any linear operator with `A(x)` and `A.adjoint(y)`; `b` is one signal (m,) or a batch of
 columns (m, k), all solved at once, on whatever device the tensors are on. Mind the conventions of other

@@ -1,17 +1,17 @@
-"""Sparse coding as an encoder (seed 003 s1b): images x ~ D z with sparse codes z, D learned from the data."""
+"""Sparse coding as an encoder (assignment 3 s1b): images x ~ D z with sparse codes z, D learned from the data."""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
 
-from experiments import ista
+from experiments import lasso
 from experiments.errors import UserError
 
 
 class SparseCoding(pl.LightningModule):
     """A dictionary D of `latent_dim` unit-norm atoms, learned by alternating two steps per batch:
-    the codes, argmin_z 1/2 ||x - D z||^2 + lam ||z||_1 by FISTA (`ista.lasso_gram`: the batch's images at once, each
+    the codes, argmin_z 1/2 ||x - D z||^2 + lam ||z||_1 by FISTA (`lasso.lasso_gram`: the batch's images at once, each
     warm-started from its code of the previous epoch), then a gradient step on D for those codes.
 
     The encoder is the solver, run to `encode_tol`; the decoder is D itself.
@@ -44,12 +44,12 @@ class SparseCoding(pl.LightningModule):
         self.warm_codes: torch.Tensor | None = None  # (latent_dim, n_fit): each fit image's last code
         self.encoded: list[tuple[bool, float]] = []  # per encoded batch: did FISTA converge, its final gap
 
-    def sparse_codes(self, images: torch.Tensor, x0: torch.Tensor | None, iterations: int, tol: float) -> ista.LassoResult:
+    def sparse_codes(self, images: torch.Tensor, x0: torch.Tensor | None, iterations: int, tol: float) -> lasso.LassoResult:
         """FISTA's codes (latent_dim, k) for the images' columns (pixels, k), D held fixed (batched, in Gram
         form: one latent_dim x latent_dim product per iteration whatever the image size)."""
         # In float32 even under mixed precision (accelerator=gpu): the duality gap needs the digits.
         with torch.autocast(self.device.type, enabled=False):
-            return ista.lasso_gram(self.dictionary.detach().float(), images.flatten(1).T.float(), self.hparams.lam,
+            return lasso.lasso_gram(self.dictionary.detach().float(), images.flatten(1).T.float(), self.hparams.lam,
                                    max_iter=iterations, tol=tol, x0=x0)
 
     @torch.no_grad()

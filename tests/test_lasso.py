@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from experiments.errors import UserError
-from experiments.ista import MatrixOperator, first_iteration_within, lasso_gram, objective, objective_and_gap, solve
+from experiments.lasso import MatrixOperator, first_iteration_within, lasso_gram, objective, objective_and_gap, solve
 
 
 def problem(m=60, n=100, k=None, seed=0):
