@@ -43,9 +43,10 @@ $(FASHION_MNIST):
 run: install
 	$(PY) -m experiments +recipe=random_conv_pca
 
-# Tests on every core (pytest-xdist), each worker single-threaded; line coverage of src/ printed at the end.
+# Tests on every core (pytest-xdist), each worker single-threaded; the reason of every skip (-rs) and line coverage of
+# src/ printed at the end.
 test: install $(VENV)/.installed-test
-	$(PY) -m pytest -q -n auto --dist worksteal --cov --cov-report=term
+	$(PY) -m pytest -q -rs -n auto --dist worksteal --cov --cov-report=term
 
 # On a machine with a CUDA GPU: the tests marked gpu (each kind's stages on cuda:0, the t-SNEs against the CPU),
 # then the bench's rows that have a GPU twin. Refused in one line where no GPU is visible, rather than all skipped.

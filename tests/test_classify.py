@@ -10,7 +10,7 @@ from helpers import check_job, history_keys, run_job, wandb_summary
 
 from experiments.errors import UserError
 
-MLP = ["model=mlp", "data=digits", "data.eval_fraction=0.3", "model.optimizer=adam", "model.lr=0.01"]
+MLP = ["task=classify", "data=digits", "data.eval_fraction=0.3", "model.optimizer=adam", "model.lr=0.01"]
 
 
 def test_mlp_on_digits_scores_test_accuracy_and_logs_curves_and_confusion(tmp_path):
@@ -39,13 +39,23 @@ def test_manual_and_autograd_gradients_train_the_same_model_through_the_job(tmp_
     assert manual.results["test_acc"] == auto.results["test_acc"]
 
 
-def test_mlp_on_autoencoder_codes_reuses_the_cached_autoencoder(tmp_path):
+def test_mlp_on_an_encoders_codes_reuses_the_cached_encoder(tmp_path):
     run_job(tmp_path, "data=digits", "data.eval_fraction=0.3", "model.latent_dim=12", "trainer.max_epochs=2",
             "reducer=pca", "reducer.n_components=2", "plots.tsne=false", "logger=none", name="ae")
-    mlp = run_job(tmp_path, *MLP, "model.features=autoencoder", "model.encoder.latent_dim=12",
-                  "model.encoder_max_epochs=2", "trainer.max_epochs=5", "logger=none", name="mlp")
-    assert mlp.results["features"] == "autoencoder" and mlp.results["n_features"] == 12
+    mlp = run_job(tmp_path, *MLP, "task.features=codes", "task.encoder.latent_dim=12",
+                  "task.encoder_max_epochs=2", "trainer.max_epochs=5", "logger=none", name="mlp")
+    assert mlp.results["features"] == "codes" and mlp.results["n_features"] == 12
     assert mlp.results["test_acc"] > 0.5
+
+
+def test_the_classifier_reads_the_codes_of_whichever_encoder_task_encoder_names(tmp_path):
+    dense = ["model.latent_dim=6", "model.hidden=[32]"]
+    run_job(tmp_path, "data=digits", "data.eval_fraction=0.3", "model=dense_autoencoder", *dense, "trainer.max_epochs=1",
+            "reducer=pca", "reducer.n_components=2", "plots.tsne=false", name="dense")
+    mlp = run_job(tmp_path, *MLP, "task.features=codes", "model@task.encoder=dense_autoencoder",
+                  *(f"task.encoder.{d.split('.', 1)[1]}" for d in dense), "task.encoder_max_epochs=1",
+                  "trainer.max_epochs=1", name="mlp")
+    assert mlp.results["n_features"] == 6, "the dense autoencoder's codes, not a ConvAutoencoder built in its place"
 
 
 @pytest.mark.parametrize(
@@ -56,12 +66,12 @@ def test_mlp_on_autoencoder_codes_reuses_the_cached_autoencoder(tmp_path):
         (["model.loss=hinge"], "model.loss='hinge'"),
         (["model.activation=tanh"], "model.activation='tanh'"),
         (["model.gradients=numeric"], "model.gradients='numeric'"),
-        (["model.lr=0"], "model.lr > 0"),
-        (["model.standardize=no"], "model.standardize='no': use true or false"),
+        (["model.lr=0"], "model.lr must be > 0"),
+        (["task.standardize=no"], "task.standardize='no': use true or false"),
         (["model.batchnorm=no"], "model.batchnorm='no': use true or false"),  # the constructor's hint
         (["model.optimizer=sgd", "model.momentum=-1"], r"its optimiser refuses the settings \(Invalid momentum value"),
-        (["model.features=hog"], "model.features='hog'"),
-        (["model.features=autoencoder", "model.encoder.latent_dim=7"], "no cached autoencoder matches"),
+        (["task.features=hog"], "task.features='hog'"),
+        (["task.features=codes", "task.encoder.latent_dim=7"], "no cached encoder matches"),
         (["data.eval_fraction=0"], "own training images"),
         # the first 500 images of one array are fit and eval images at once, whatever the limits
         (["data.eval_fraction=0", "data.eval_limit=500"], "own training images"),
@@ -87,7 +97,7 @@ def labelled_npy(tmp_path, images: np.ndarray, labels: np.ndarray) -> dict[str, 
 def test_an_eval_path_naming_the_train_file_is_scoring_on_training_images(tmp_path):
     files = labelled_npy(tmp_path, np.random.default_rng(0).random((20, 6, 6)), np.arange(20) % 2)
     with pytest.raises(UserError, match="own training images"):
-        check_job("model=mlp", "data=npy", f"data.train_path={files['x']}", f"data.train_labels_path={files['y']}",
+        check_job("task=classify", "data=npy", f"data.train_path={files['x']}", f"data.train_labels_path={files['y']}",
                   f"data.eval_path={tmp_path}/../{tmp_path.name}/x.npy", f"data.eval_labels_path={files['y']}")
 
 
@@ -96,7 +106,7 @@ def test_mlp_refuses_nan_inputs(tmp_path):
     images[4, 1, 1] = np.nan
     files = labelled_npy(tmp_path, images, np.arange(20) % 2)
     with pytest.raises(UserError, match="NaN or inf"):
-        check_job("model=mlp", "data=npy", f"data.train_path={files['x']}", f"data.train_labels_path={files['y']}")
+        check_job("task=classify", "data=npy", f"data.train_path={files['x']}", f"data.train_labels_path={files['y']}")
 
 
 def test_a_partial_checkpoint_of_other_settings_is_never_resumed(tmp_path):

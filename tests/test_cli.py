@@ -90,7 +90,7 @@ def test_a_sweep_writes_a_sorted_summary_one_wandb_run_per_job_and_trains_each_m
 
 def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
     sweep = tmp_path / "sweep"
-    run = run_cli(sweep, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2",
+    run = run_cli(sweep, "task=classify", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2",
                   "model.loss=cross_entropy,mse", "model.lr=0.1", "plots.enabled=false", multirun=True)
     assert run.returncode == 0, run.stderr
     rows = read_csv(sweep / "summary.csv")
@@ -107,8 +107,8 @@ def test_an_optuna_search_over_lista_minimises_its_code_error_and_run_again_goes
     import optuna
 
     sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
-    search = ["+sweep=search_lista", "model.layers=2", "model.problem.rows=30", "model.problem.atoms=60",
-              "model.problem.train_size=300", "model.problem.test_size=50", "trainer.max_epochs=2", "logger=none",
+    search = ["+sweep=search_lista", "model.layers=2", "task.problem.rows=30", "task.problem.atoms=60",
+              "task.problem.train_size=300", "task.problem.test_size=50", "trainer.max_epochs=2", "logger=none",
               "plots.enabled=false", f"hydra.sweeper.storage={storage}"]
     run = run_cli(sweep, *search, "hydra.sweeper.n_trials=2", multirun=True, dash_m=False)
     assert run.returncode == 0, run.stderr
@@ -145,14 +145,15 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_training_or_wandb(tmp_path)
 
 
 def test_hydra_full_error_shows_the_whole_traceback_instead_of_one_line(tmp_path, monkeypatch):
-    from hydra.errors import InstantiationException
-
     from experiments.__main__ import main
+    from experiments.errors import UserError
 
     cfg = compose_config(*QUICK, "model.latent_dim=0", job_dir=tmp_path / "job")
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    with pytest.raises(InstantiationException, match="model.latent_dim must be at least 1"):
+    with pytest.raises(UserError, match="model.latent_dim must be at least 1") as raised:
         main.__wrapped__(cfg)  # the entry point's body, in this process
+    cause = raised.value.__cause__
+    assert isinstance(cause, ValueError) and str(cause).startswith("latent_dim"), "the model's own error, its traceback"
     monkeypatch.delenv("HYDRA_FULL_ERROR")
     with pytest.raises(SystemExit) as stopped:
         main.__wrapped__(cfg)

@@ -29,7 +29,7 @@ from sklearn.preprocessing import FunctionTransformer
 from experiments import pipeline
 from experiments.clusterers import rebalance
 from experiments.errors import UserError
-from experiments.jobs.cluster import cluster_codes, codes_to_embed, reduce_codes
+from experiments.jobs.cluster.stages import cluster_codes, codes_to_embed, reduce_codes
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.reduce import OpenTSNE, neighbour_mean
 from experiments.training import check_optimizer
@@ -339,14 +339,15 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model.latent_dim=0"], "model.latent_dim must be at least 1"),
         (["reducer=umap", "reducer.n_neighbors=1"], "reducer.n_neighbors=1 must be at least 2"),
         (["reducer=umap", "reducer.metric=cosin"], "reducer.metric='cosin' is not one of umap-learn's metrics"),
-        # umap-learn's own checks, which it runs only inside fit(), after the training
-        (["reducer=umap", "reducer.n_epochs=-5"], r"reducer \(UMAP\): n_epochs must be a nonnegative integer"),
-        (["reducer=umap", "+reducer.learning_rate=-1"], r"reducer \(UMAP\): learning_rate must be positive"),
-        (["reducer=umap", "reducer.min_dist=2"], r"reducer \(UMAP\): min_dist must be less than or equal to spread"),
-        (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* dimension 32 .* use 1..32"),
+        # what umap-learn checks only inside fit(), after the training (experiments.umap_exact.UMAP.check_params)
+        (["reducer=umap", "reducer.n_epochs=-5"], r"reducer.n_epochs == -5, must be >= 0"),
+        (["reducer=umap", "+reducer.learning_rate=-1"], r"reducer.learning_rate == -1, must be > 0"),
+        (["reducer=umap", "reducer.min_dist=2"], r"reducer.min_dist=2 must not exceed spread=1.0"),
+        (["reducer=pca", "reducer.n_components=64"], r"reducer.n_components=64 .* of size 32 \(what .* returns\); use 1..32"),
+        (["reducer=pca", "+reducer.svd_solver=fastest"], r"reducer \(PCA\): The 'svd_solver' parameter"),
         (["reducer=pca", "reducer.n_components=600", "model.latent_dim=1000", "data.eval_limit=500"], "use 1..500"),
         (["reducer=tsne_exact", "reducer.n_components=0"], "n_components"),
-        (["reducer.perplexity=-3"], "reducer \\(OpenTSNE\\).*perplexity"),
+        (["reducer.perplexity=-3"], "reducer.perplexity == -3, must be > 0"),
         (["data.eval_limit=60"], "reducer.perplexity=30 needs more than 90 points"),
         (["reducer.n_iter=0"], "n_iter"),
         (["reducer.initialization=magic"], "initialization"),
@@ -362,7 +363,7 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["model.kernel_size=0"], "model.kernel_size"),
         (["model=sparse_coding", "model.lam=-1"], "model.lam must be >= 0"),
         (["model=sparse_coding", "model.encode_iterations=0"], "model.encode_iterations"),
-        (["model=mlp", "task=cluster"], r"no encode\(\); use model=autoencoder, dense_autoencoder, ista, pixels, random"),
+        (["model=mlp"], r"MLPClassifier is not one; the classifier \(model=mlp\) is trained by task=classify"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["data.eval_limit=abc"], "data.eval_limit='abc': use a whole number"),
         (["plots.max_points=1"], r"plots.max_points=1 must be at least 2 \(codes drawn in the 2-D plots\)"),
@@ -387,7 +388,7 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["trainer.devices=0"], "trainer: `Trainer\\(devices=0\\)`"),
         (["data.fit_limit=0"], "data.fit_limit must be at least 1"),
         (["model=random_conv_autoencoder", "data.fit_limit=50"], "model.n_components=100 is more than the 50 fit"),
-        (["model=random_conv_pca", "data.fit_limit=50"], r"model.latent_dim=100 \(principal components\) is more than"),
+        (["model=random_conv_pca", "data.fit_limit=50"], r"model.latent_dim=100 is more than the 50 fit images"),
         (["task.reduce_with_fit_codes=true"], "here the eval images are the fit images; hold some out"),
         (["task.cluster_with_fit_codes=true"], "only task.reduce_with_fit_codes=true reduces them; set both"),
         (["task.smooth_neighbors=-1"],

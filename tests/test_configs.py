@@ -12,8 +12,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from experiments import jobs
-from experiments.errors import UserError, check_against_hints, check_types, one_line
-from experiments.jobs import cluster
+from experiments.errors import UserError, build, check_against_hints, check_types, one_line
+from experiments.jobs.cluster.check import Plan
+from experiments.models.learned_ista import LISTA
+from experiments.models.protocols import Classifier, Encoder
 from experiments.tracking import RunIdentity, make_logger
 
 GROUPS = ["data", "task", "model", "reducer", "clusterer", "accelerator", "logger", "trainer", "recipe"]
@@ -28,8 +30,12 @@ ALL = [(group, option) for group in GROUPS for option in options(group)]
 
 @pytest.mark.parametrize("group, option", ALL, ids=[f"{g}={o}" for g, o in ALL])
 def test_every_option_composes_with_a_comment_on_every_key(group, option):
-    cfg = compose_config(f"{'+' if group == 'recipe' else ''}{group}={option}")  # recipes are added, not chosen
-    assert OmegaConf.to_container(cfg, resolve=True)
+    cfg = compose_config(f"{'+' if group == 'recipe' else ''}{group}={option}", hydra_context=True)  # recipes: added
+    assert HydraConfig.get().runtime.choices[group] == option
+    target = OmegaConf.load(CONF / group / f"{option}.yaml").get("_target_")
+    if target not in (None, "???") and group != "accelerator":  # the option's node is the group's (custom: still to name)
+        assert cfg[group]._target_ == target
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     source = (CONF / group / f"{option}.yaml").read_text().splitlines()
     keys = [line for line in source if line and not line.startswith("#") and ":" in line
             and not line.split("#")[0].rstrip().endswith(":")  # a section (problem:), its keys have theirs
@@ -43,18 +49,32 @@ def test_every_data_option_builds_without_reading_files(option, tmp_path):
     assert module.fit_images is None, "constructors do no I/O; setup() loads"
 
 
+def model_class(option: str) -> type:
+    return get_class(OmegaConf.load(CONF / "model" / f"{option}.yaml")._target_)
+
+
+# The model options task=cluster can train: a new encoder in conf/model/ joins the cases below by itself.
+ENCODERS = [m for m in options("model") if m != "custom" and issubclass(model_class(m), Encoder)]
 # Each option of each of the three groups once, beside the others' defaults (not all 45 combinations: the
 # groups do not interact in the check beyond the code size, which the reducer tests below exercise).
 ENCODER_STAGES = sorted({("autoencoder", r, "kmeans") for r in options("reducer")}
                         | {("autoencoder", "tsne", c) for c in options("clusterer")}
-                        | {(m, "pca", "gmm") for m in cluster.ENCODERS})
+                        | {(m, "pca", "gmm") for m in ENCODERS})
 
 
-def test_the_cluster_jobs_encoders_are_the_model_options_with_an_encode():
-    """The list its error names and the cases above: a new encoder in conf/model is in both or this fails."""
-    targets = {option: compose_config(f"model={option}").model._target_ for option in options("model")}
-    assert {option for option, target in targets.items()
-            if callable(getattr(get_class(target), "encode", None))} == set(cluster.ENCODERS)
+@pytest.mark.parametrize("option", [m for m in options("model") if m != "custom"])
+def test_every_model_option_is_the_model_of_exactly_one_kind(option):
+    cls = model_class(option)
+    kinds = [kind for kind, protocol in (("cluster", Encoder), ("classify", Classifier), ("lista", LISTA))
+             if issubclass(cls, protocol)]
+    assert len(kinds) == 1, (option, kinds)
+
+
+def test_no_model_option_chooses_another_group_or_carries_a_jobs_settings():
+    for option in options("model"):
+        node = OmegaConf.load(CONF / "model" / f"{option}.yaml")
+        assert "defaults" not in node, f"conf/model/{option}.yaml chooses other groups: a recipe's or a task's work"
+        assert not {"task", "trainer", "problem", "features", "encoder"} & set(node), option
 
 
 @pytest.mark.parametrize("model, reducer, clusterer", ENCODER_STAGES)
@@ -63,15 +83,22 @@ def test_every_encoder_reducer_and_clusterer_builds_through_the_cluster_check(mo
     if reducer == "pca":
         settings.append("reducer.n_components=8")
     plan = check_job(*settings)
-    assert isinstance(plan, cluster.Plan) and plan.n_clusters == 10
-    assert hasattr(plan.reducer, "fit_transform") and hasattr(plan.clusterer, "fit_predict")
+    assert isinstance(plan, Plan) and plan.n_clusters == 10
+    # the code size is what encode() returns: the digits' 8x8 pixels for model=pixels
+    assert plan.code_size == {"pixels": 64, "sparse_coding": 64, "random_conv": 128, "random_conv_pca": 100,
+                              "dense_autoencoder": 10, "random_conv_autoencoder": 10}.get(model, 32)
+    assert reducer == "none" or plan.reducer.get_params()["random_state"] == 0
 
 
 def test_the_classifier_and_lista_build_through_their_checks():
-    plan = check_job("model=mlp", "data=digits", "data.eval_fraction=0.3")
+    plan = check_job("task=classify", "data=digits", "data.eval_fraction=0.3")
     assert plan.model.layers[0].in_features == 64 and plan.model.layers[-1].out_features == 10
-    assert check_job("model=lista") is None
-    assert check_job("model=lista_patches", "data=digits", "model.problem.patch_size=4", "model.problem.atoms=64") is None
+    check_job("task=lista")
+    check_job("+recipe=lista_patches", "data=digits", "task.problem.patch_size=4", "task.problem.atoms=64")
+    cfg = compose_config("task=lista")  # what the job builds once the problem has drawn its dictionary
+    model = build("model", cfg.model, dictionary=torch.randn(cfg.task.problem.rows, cfg.task.problem.atoms),
+                  lam=cfg.task.lam)
+    assert model.W.shape == (1, 500, 250) and len(model.theta) == 16
 
 
 def test_deblur_builds_its_operator_through_its_check():
@@ -88,11 +115,14 @@ def test_each_task_names_a_job_kind_that_declares_its_score(option):
     assert direction in (jobs.MAX, jobs.MIN) and kind.columns[0][1] == score
 
 
-@pytest.mark.parametrize("model, task", [("autoencoder", "cluster"), ("sparse_coding", "cluster"), ("mlp", "classify"),
-                                         ("lista", "lista"), ("lista_patches", "lista")])
-def test_the_model_chooses_its_job_unless_the_command_line_says_otherwise(model, task):
-    assert compose_config(f"model={model}").task.kind == task
-    assert compose_config(f"model={model}", "task=deblur").task.kind == "deblur"
+@pytest.mark.parametrize("task, model, epochs", [("cluster", "autoencoder", 5), ("classify", "mlp", 20),
+                                                 ("lista", "lista", 30), ("deblur", None, 5)])
+def test_the_task_chooses_its_model_and_trainer_unless_the_command_line_says_otherwise(task, model, epochs):
+    cfg = compose_config(f"task={task}", hydra_context=True)
+    assert HydraConfig.get().runtime.choices.get("model") == model and cfg.trainer.max_epochs == epochs
+    assert ("reducer" in cfg and "clusterer" in cfg) == (task == "cluster"), "only the cluster job reads them"
+    chosen = compose_config(f"task={task}", "model=autoencoder", "trainer.max_epochs=2")
+    assert chosen.model._target_.endswith("ConvAutoencoder") and chosen.trainer.max_epochs == 2
 
 
 @pytest.mark.parametrize("option", options("logger"))
@@ -110,9 +140,11 @@ def test_every_logger_builds(option, tmp_path):
 
 
 @pytest.mark.parametrize("option", options("trainer"))
-def test_every_trainer_builds(option):
-    trainer = instantiate(compose_config(f"trainer={option}").trainer, logger=False)
-    assert trainer.max_epochs >= 1
+def test_every_trainer_builds_as_configured(option):
+    cfg = compose_config(f"trainer={option}")
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs == {"default": 5, "classify": 20, "lista": 30}[option]
+    assert trainer.gradient_clip_val == cfg.trainer.get("gradient_clip_val")
 
 
 @pytest.mark.parametrize("option", options("accelerator"))
@@ -124,7 +156,9 @@ def test_every_accelerator_merges_into_the_trainer(option):
         with pytest.raises(InstantiationException, match="No supported gpu backend found"):
             instantiate(cfg.trainer, logger=False)
         return
-    assert instantiate(cfg.trainer, logger=False).max_epochs >= 1
+    trainer = instantiate(cfg.trainer, logger=False)
+    expected = "CUDAAccelerator" if cfg.trainer.accelerator == "gpu" or torch.cuda.is_available() else "CPUAccelerator"
+    assert type(trainer.accelerator).__name__ == expected and trainer.precision == cfg.trainer.precision
 
 
 @pytest.mark.parametrize("sweep", options("sweep"))
@@ -133,7 +167,9 @@ def test_every_sweep_composes_and_sweeps_without_dash_m(sweep):
     hydra_cfg = HydraConfig.get()
     assert hydra_cfg.mode == RunMode.MULTIRUN, "hydra.mode: MULTIRUN, so forgetting -m still sweeps"
     assert hydra_cfg.sweeper.params, "a sweep is its parameters"
-    assert cfg.task.kind
+    for key in hydra_cfg.sweeper.params:  # each names a config group or a setting the composed config has
+        name = key.lstrip("+~")
+        assert (CONF / name).is_dir() or OmegaConf.select(cfg, name) is not None, f"{sweep} sweeps {key}: no such setting"
 
 
 @pytest.mark.parametrize("sweep, direction", [("search", "maximize"), ("search_lista", "minimize")])
@@ -186,7 +222,7 @@ def test_copies_of_hydras_config_repository_share_the_config_store_and_loads_sti
     loaded.n_jobs = 99
     assert store.load("hydra/launcher/joblib.yaml").node.n_jobs == -1, "a load is still the caller's own copy"
     # and a composed config with structured configs is what it was
-    assert compose_config("hydra/launcher=joblib", hydra_context=True) is not None
+    compose_config("hydra/launcher=joblib", hydra_context=True)
     assert HydraConfig.get().launcher.n_jobs == -1
 
 
@@ -246,5 +282,7 @@ def test_settings_that_fit_their_hints_or_have_none_pass():
     check_against_hints(OmegaConf.create(fine), "x", HintedSubclass)  # an int is a float; str and unknown keys: left
     for group in ("model", "data"):  # every option's defaults fit their constructors' hints
         for option in options(group):
+            if (group, option) == ("model", "custom"):
+                continue  # a target still to name
             node = compose_config(f"{group}={option}")[group]
             check_against_hints(node, group, get_class(node._target_))  # (data=npy's MISSING paths: str hints)

@@ -24,12 +24,12 @@ def test_each_stage_of_each_kind_runs_on_the_chosen_device(accelerator, device, 
     assert (trained["cache"], cached["cache"]) == ("miss", "hit")
     assert trained["devices"] == cached["devices"] == {"encode": device}
 
-    classify = run_job(tmp_path, "model=mlp", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=1", "logger=none", *on,
+    classify = run_job(tmp_path, "task=classify", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=1", "logger=none", *on,
                        name="classify").results
     assert classify["devices"] == {"score": device}
 
-    lista = run_job(tmp_path, "model=lista", "model.layers=2", "model.problem.rows=20", "model.problem.atoms=40",
-                    "model.problem.train_size=200", "model.problem.test_size=50", "trainer.max_epochs=1", "logger=none", *on,
+    lista = run_job(tmp_path, "task=lista", "model.layers=2", "task.problem.rows=20", "task.problem.atoms=40",
+                    "task.problem.train_size=200", "task.problem.test_size=50", "trainer.max_epochs=1", "logger=none", *on,
                     name="lista").results
     assert lista["devices"] == {"targets": device, "compare": device}
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from sklearn.linear_model import Lasso
 
-from experiments.errors import UserError
 from experiments.lasso import MatrixOperator, first_iteration_within, lasso_gram, objective, objective_and_gap, solve
 
 
@@ -134,7 +133,7 @@ def test_a_solver_that_runs_out_of_iterations_says_so(caplog):
 def test_bad_inputs_are_refused_by_name(kwargs, message):
     A, b = problem()
     args = {"A": A, "b": b, "lam": 0.1, **kwargs}
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         solve(args.pop("A"), args.pop("b"), args.pop("lam"), **args)
 
 
@@ -174,9 +173,29 @@ def test_the_gram_form_that_runs_out_of_iterations_says_which_columns(caplog):
     assert "columns above tol" in caplog.text
 
 
+def test_in_float32_a_tol_below_what_it_resolves_stops_at_its_rounding_floor_and_says_so(caplog):
+    g = torch.Generator().manual_seed(2)
+    D = torch.randn(64, 128, generator=g, dtype=torch.float64)
+    D /= D.norm(dim=0)
+    codes = torch.randn(128, 500, generator=g, dtype=torch.float64) * (torch.rand(128, 500, generator=g) < 0.1)
+    B = D @ codes + 0.05 * torch.randn(64, 500, generator=g, dtype=torch.float64)
+    lam = 0.02 * lam_max(D, B)
+    with caplog.at_level(logging.INFO):
+        single = lasso_gram(D.float(), B.float(), lam, tol=1e-6, max_iter=5000)
+    assert single.n_iter < 500, "it stops where float32 stops improving, not at max_iter"
+    assert single.converged and 1e-6 < single.gap < 1e-4
+    (line,) = [r.message for r in caplog.records if "stopped at the relative gap float32 can resolve" in r.message]
+    assert "above tol 1e-06; float64 resolves smaller gaps" in line
+    double = lasso_gram(D, B, lam, tol=1e-6, max_iter=5000)
+    assert double.converged and double.gap <= 1e-6, "float64 reaches it"
+    float64_objective = objective(MatrixOperator(D), B, double.x, lam).sum()
+    float32_objective = objective(MatrixOperator(D), B, single.x.double(), lam).sum()
+    assert float32_objective <= float64_objective * (1 + 1e-4), "as close to the optimum as its gaps say"
+
+
 def test_the_gram_form_needs_a_matrix():
     A, b = problem()
-    with pytest.raises(UserError, match="needs A as a matrix"):
+    with pytest.raises(TypeError, match="needs A as a matrix"):
         lasso_gram(MatrixOperator(A), b, 0.1, tol=1e-6)
 
 

@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import jobs, pipeline
 from experiments.accelerators import check_accelerator
+from experiments.callbacks import PreflightChecks
 from experiments.data import Digits
 from experiments.errors import UserError
 from experiments.launch import check_ddp, check_launcher
-from experiments.summary import SweepSummary
 
 # The launchers are what these tests prove: the jobs draw no figures (test_cli's runs do)
 SMALL = ["data=digits", "trainer.max_epochs=1", "reducer=pca", "reducer.n_components=2", "plots.enabled=false"]
@@ -59,7 +59,7 @@ def test_submitit_local_runs_a_real_two_job_sweep(tmp_path):
 def test_bad_launcher_settings_stop_a_sweep_with_one_line_before_any_job(overrides, fragment, capsys):
     compose_config(*overrides, hydra_context=True)
     with pytest.raises(SystemExit) as stopped:
-        SweepSummary().on_multirun_start(config=OmegaConf.create({"hydra": HydraConfig.get()}))
+        PreflightChecks().on_multirun_start(config=OmegaConf.create({"hydra": HydraConfig.get()}))
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and fragment in line
@@ -68,7 +68,7 @@ def test_bad_launcher_settings_stop_a_sweep_with_one_line_before_any_job(overrid
 def test_a_ray_cluster_address_nothing_answers_at_is_one_line_not_rays_silent_wait(capsys):
     import socket
 
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the Ray launcher is the `ray` extra")
+    import hydra_plugins.hydra_ray_launcher  # noqa: F401 - make test installs the `ray` extra: a broken one fails here
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
@@ -79,7 +79,7 @@ def test_a_ray_cluster_address_nothing_answers_at_is_one_line_not_rays_silent_wa
     compose_config("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{answering}",
                    hydra_context=True)  # the same port, closed now
     with pytest.raises(SystemExit) as stopped:
-        SweepSummary().on_multirun_start(config=OmegaConf.create({"hydra": HydraConfig.get()}))
+        PreflightChecks().on_multirun_start(config=OmegaConf.create({"hydra": HydraConfig.get()}))
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: hydra.launcher.ray.init.address=127.0.0.1:{answering}: no Ray cluster answers")
@@ -104,7 +104,7 @@ def sweep_config(tmp_path, *swept: str, fixed: tuple[str, ...] = ()) -> DictConf
      (["model.latent_dim=8,0", "seed=0,1"],
       r"job 3 of 4 \(.*model.latent_dim=0 seed=0\): model.latent_dim must be at least 1"),
      (["reducer=pca,nope"], r"job 2 of 2 \(.*reducer=nope\): .*'reducer/nope'"),
-     (["model=autoencoder,mlp"], r"job 2 of 2 \(.*model=mlp\): model=mlp would be scored on its own training images")],
+     (["task=cluster,classify"], r"job 2 of 2 \(.*task=classify\): task=classify would score the classifier on its own")],
     ids=["seed", "constructor", "missing_option", "other_kind"],
 )
 def test_every_job_of_a_sweep_is_checked_before_the_first_starts(tmp_path, swept, fragment):
@@ -125,15 +125,15 @@ def test_a_sweep_that_checks_loads_its_data_once_for_every_seed_and_lets_optuna_
 def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, capsys, monkeypatch):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         with pytest.raises(SystemExit) as stopped:
-            SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
+            PreflightChecks().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
         assert stopped.value.code == 2
         (line,) = capsys.readouterr().err.splitlines()
         assert line.startswith("error: job 2 of 2 (") and "seed=-1" in line
         assert not (tmp_path / "multirun").exists()
         monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the traceback instead, as for a single job
         with pytest.raises(UserError, match="job 2 of 2"):
-            SweepSummary().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
-        SweepSummary(check_jobs=False).on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))  # on their own
+            PreflightChecks().on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))
+        PreflightChecks(check_jobs=False).on_multirun_start(config=sweep_config(tmp_path, "seed=0,-1"))  # on their own
         assert (tmp_path / "multirun").exists(), "the sweep starts: each job checks itself where it runs"
 
 
@@ -202,7 +202,7 @@ def test_the_thread_budget_comes_from_the_cpus_this_process_may_use(monkeypatch)
 def test_estimators_with_their_own_pools_get_the_jobs_budget(monkeypatch):
     from hydra.utils import instantiate
 
-    from experiments.jobs.cluster import within_thread_budget
+    from experiments.jobs.cluster.check import within_thread_budget
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     tsne = within_thread_budget(instantiate(compose_config("reducer=tsne").reducer))
@@ -223,8 +223,7 @@ def ray_cluster():
     import tempfile
     from pathlib import Path
 
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher",
-                        reason="the Ray launcher is the `ray` extra (make test installs it)")
+    import hydra_plugins.hydra_ray_launcher  # noqa: F401 - the `ray` extra, which make test installs: fails if broken
     ray = Path(sys.executable).parent / "ray"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,12 +9,12 @@ import torch
 from helpers import check_job, history_keys, run_job
 
 from experiments.errors import UserError
-from experiments.lasso import solve
 from experiments.jobs.lista import overcomplete_dct, random_patches, synthetic_problems
+from experiments.lasso import solve
 from experiments.models.learned_ista import LISTA, nmse_db
 
-SMALL = ["model=lista", "model.layers=4", "model.problem.rows=50", "model.problem.atoms=100",
-         "model.problem.train_size=2000", "model.problem.test_size=300", "model.lr=5e-4"]
+SMALL = ["task=lista", "model.layers=4", "task.problem.rows=50", "task.problem.atoms=100",
+         "task.problem.train_size=2000", "task.problem.test_size=300", "model.lr=5e-4"]
 
 
 @pytest.mark.parametrize("tied", [False, True])
@@ -78,35 +78,35 @@ def test_lista_job_beats_ista_and_fista_at_t_steps_and_reports_it(tmp_path):
 
 
 def test_lista_on_image_patches_is_scored_against_the_solver(tmp_path):
-    job = run_job(tmp_path, "model=lista", "model.problem.kind=patches", "data=digits", "model.layers=3",
-                  "model.problem.patch_size=4", "model.problem.atoms=64", "model.problem.train_size=1500",
-                  "model.problem.test_size=200", "trainer.max_epochs=10", "logger=csv")
+    job = run_job(tmp_path, "task=lista", "task.problem.kind=patches", "data=digits", "model.layers=3",
+                  "task.problem.patch_size=4", "task.problem.atoms=64", "task.problem.train_size=1500",
+                  "task.problem.test_size=200", "trainer.max_epochs=10", "logger=csv")
     results = job.results
     assert results["scored_against"] == "solver" and results["dictionary_shape"] == [16, 64]
     assert results["nmse_db_lista"] < results["nmse_db_ista"]
 
 
-PATCHES = ["model=lista_patches", "data=digits"]
+PATCHES = ["+recipe=lista_patches", "data=digits"]
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ([*PATCHES, "model.target=truth"], "model.target='truth'.*synthetic"),
-        ([*SMALL, "model.target=nothing"], "model.target='nothing'"),
-        ([*SMALL, "model.problem.kind=nope"], "model.problem.kind='nope'"),
+        ([*PATCHES, "task.target=truth"], "task.target='truth'.*synthetic"),
+        ([*SMALL, "task.target=nothing"], "task.target='nothing'"),
+        ([*SMALL, "task.problem.kind=nope"], "task.problem.kind='nope'"),
         ([*SMALL, "model.layers=0"], "model.layers must be at least 1"),
         ([*SMALL, "model.layers=abc"], "model.layers='abc': use a whole number"),
-        ([*SMALL, "model.problem.rows=1.5"], "model.problem.rows=1.5: use a whole number"),
-        ([*SMALL, "model.lam=-0.1"], "model.lam must be >= 0"),
-        ([*SMALL, "model.lr=0"], "model.lr > 0"),
-        ([*SMALL, "model.batch_size=0"], "model.batch_size"),
-        ([*SMALL, "model.problem.train_size=0"], "train_size and test_size"),
-        ([*SMALL, "model.problem.nonzeros=1.5"], "model.problem.nonzeros"),
-        ([*SMALL, "model.problem.target_iterations=0"], "target_iterations"),
-        ([*PATCHES, "model.problem.atoms=200"], "model.problem.atoms=200 must be a square"),
-        ([*PATCHES, "model.problem.patch_size=17"], "model.problem.atoms=256 must be a square of at least"),
-        ([*PATCHES, "model.problem.patch_size=12", "model.problem.atoms=576"], "patch_size=12 does not fit the 8x8"),
+        ([*SMALL, "task.problem.rows=1.5"], "task.problem.rows=1.5: use a whole number"),
+        ([*SMALL, "task.lam=-0.1"], "task.lam must be >= 0"),
+        ([*SMALL, "model.lr=0"], "model.lr must be > 0"),
+        ([*SMALL, "task.batch_size=0"], "task.batch_size must be at least 1"),
+        ([*SMALL, "task.problem.train_size=0"], "train_size and test_size"),
+        ([*SMALL, "task.problem.nonzeros=1.5"], "task.problem.nonzeros"),
+        ([*SMALL, "task.problem.target_iterations=0"], "target_iterations"),
+        ([*PATCHES, "task.problem.atoms=200"], "task.problem.atoms=200 must be a square"),
+        ([*PATCHES, "task.problem.patch_size=17"], "task.problem.atoms=256 must be a square of at least"),
+        ([*PATCHES, "task.problem.patch_size=12", "task.problem.atoms=576"], "patch_size=12 does not fit the 8x8"),
         (["model=autoencoder", "task=lista"], "task=lista trains learned ISTA"),
     ],
 )
@@ -116,6 +116,6 @@ def test_bad_lista_settings_are_refused_by_the_check(overrides, message):
 
 
 def test_lista_can_learn_the_true_codes_as_in_the_literature(tmp_path):
-    job = run_job(tmp_path, *SMALL, "model.target=truth", "logger=none")
+    job = run_job(tmp_path, *SMALL, "task.target=truth", "logger=none")
     assert job.results["trained_on"] == "truth"
     assert job.results["nmse_db_lista"] < job.results["nmse_db_fista"] - 1.0

@@ -3,8 +3,8 @@ import torch
 from helpers import compose_config
 
 from experiments.data import Digits
-from experiments.errors import UserError
 from experiments.models.autoencoder import ConvAutoencoder
+from experiments.models.protocols import Decoder, FitStep
 from experiments.models.random_conv import RandomConvFeatures, RandomFilters
 from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
 from experiments.models.random_conv_pca import RandomConvPCA
@@ -20,12 +20,12 @@ def test_autoencoder_reconstructs_the_input_shape(shape):
 
 
 def test_autoencoder_rejects_convolutions_that_shrink_the_image_to_nothing():
-    with pytest.raises(UserError, match="shrink a 8x8 image to nothing"):
+    with pytest.raises(ValueError, match="^channels: .* shrink a 8x8 image to nothing"):
         ConvAutoencoder((1, 8, 8), channels=(8, 8), kernel_size=5, padding=0)
 
 
 def test_autoencoder_rejects_a_latent_dim_below_one():
-    with pytest.raises(UserError, match="model.latent_dim"):
+    with pytest.raises(ValueError, match="^latent_dim must be at least 1"):
         ConvAutoencoder((1, 8, 8), latent_dim=0)
 
 
@@ -70,9 +70,9 @@ def test_a_spatial_pyramid_adds_maxima_that_a_shift_does_not_change():
 
 
 @pytest.mark.parametrize(("setting", "message"), [({"kernel_size": 4}, "odd kernel_size"),
-                                                  ({"pool": 9}, "model.pool=9"), ({"latent_dim": 0}, "latent_dim")])
+                                                  ({"pool": 9}, "^pool=9"), ({"latent_dim": 0}, "^latent_dim")])
 def test_random_conv_rejects_settings_it_cannot_build(setting, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ValueError, match=message):
         RandomConvFeatures((1, 8, 8), **setting)
 
 
@@ -80,8 +80,8 @@ def test_random_conv_pca_fits_its_components_to_the_fit_images_and_saves_them_wi
     data = Digits(fit_limit=300, eval_limit=100)
     data.setup()
     model = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=3)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        model.encode(data.eval_images)
+    unfitted = model.encode(data.eval_images)
+    assert unfitted.shape == (100, 20) and not unfitted.any(), "before its fit step: the codes' shape, no values"
     assert model.fit(data.fit_images) is model and not trains(model)
     codes = model.encode(data.fit_images)
     assert codes.shape == (300, 20)
@@ -98,9 +98,9 @@ def test_random_conv_pca_fits_its_components_to_the_fit_images_and_saves_them_wi
 
 
 def test_random_conv_pca_refuses_more_components_than_features_or_fit_images():
-    with pytest.raises(UserError, match=r"model.latent_dim=257 \(principal components\) must be between 1 and the 256"):
+    with pytest.raises(ValueError, match=r"^latent_dim=257 must be between 1 and the 256"):
         RandomConvPCA((1, 8, 8), n_filters=16, pool=2, latent_dim=257)
-    with pytest.raises(UserError, match=r"model.latent_dim=20 \(principal components\) is more than the 10 fit"):
+    with pytest.raises(ValueError, match=r"^latent_dim=20 is more than the 10 fit"):
         RandomConvPCA((1, 8, 8), n_filters=16, pool=2, latent_dim=20).fit(torch.rand(10, 1, 8, 8))
 
 
@@ -109,15 +109,17 @@ def small_random_conv_autoencoder(image_shape: tuple[int, int, int], **settings)
                                                  "n_filters": 16, "pool": 2, **settings})
 
 
-def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_with_the_model(tmp_path):
+def test_random_conv_autoencoder_fits_its_pca_as_its_fit_step_and_saves_it_with_the_model(tmp_path):
     data = Digits(batch_size=128, fit_limit=300, eval_limit=100)
     data.setup()
     model = small_random_conv_autoencoder(data.image_shape)
     images = data.fit_images
-    with pytest.raises(RuntimeError, match="not fitted"):
-        model.encode(images)
-    data.with_index = model.needs_example_index
+    assert isinstance(model, FitStep) and not isinstance(model, Decoder), "it reconstructs features, not images"
+    assert model.encode(images).shape == (300, 4), "the codes' shape before the fit step: what the pre-flight reads"
     cfg = compose_config("trainer.max_epochs=1", "trainer.enable_progress_bar=false")
+    with pytest.raises(RuntimeError, match="call fit"):
+        train_model(cfg.trainer, model, None, tmp_path / "training.ckpt", resume=False, datamodule=data)
+    model.fit(images)
     assert train_model(cfg.trainer, model, None, tmp_path / "training.ckpt", resume=False, datamodule=data)
 
     torch.testing.assert_close(model.pca.components @ model.pca.components.T, torch.eye(20), atol=1e-5, rtol=0)
@@ -134,17 +136,17 @@ def test_random_conv_autoencoder_fits_its_pca_when_training_starts_and_saves_it_
     cached = small_random_conv_autoencoder(data.image_shape)
     cached.load_state_dict(saved)
     torch.testing.assert_close(cached.encode(images), model.encode(images))
-    assert cached.encode(images).shape == (300, 4) and not hasattr(model, "decoder"), "no images reconstructed"
+    assert cached.encode(images).shape == (300, 4)
 
 
-@pytest.mark.parametrize(("setting", "message"), [({"n_components": 257}, "between 1 and the 256 features"),
-                                                  ({"hidden": ()}, "model.hidden"), ({"latent_dim": 0}, "latent_dim"),
+@pytest.mark.parametrize(("setting", "message"), [({"n_components": 257}, "^n_components=257 must be between 1 and the 256"),
+                                                  ({"hidden": ()}, "^hidden"), ({"latent_dim": 0}, "^latent_dim"),
                                                   ({"kernel_size": 2}, "odd kernel_size")])
 def test_random_conv_autoencoder_rejects_settings_it_cannot_build(setting, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ValueError, match=message):
         small_random_conv_autoencoder((1, 8, 8), **setting)
 
 
 def test_random_conv_autoencoder_needs_as_many_fit_images_as_components():
-    with pytest.raises(UserError, match="n_components=20 is more than the 10 fit images"):
-        small_random_conv_autoencoder((1, 8, 8)).fit_pca(torch.rand(10, 1, 8, 8))
+    with pytest.raises(ValueError, match="^n_components=20 is more than the 10 fit images"):
+        small_random_conv_autoencoder((1, 8, 8)).fit(torch.rand(10, 1, 8, 8))

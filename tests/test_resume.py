@@ -18,13 +18,14 @@ import pytorch_lightning as pl
 import torch
 from helpers import QUICK, REPO, cli_env, compose_config, run_cli, run_job, wandb_summary
 
+from experiments import jobs, pipeline
 from experiments.data import Digits
 from experiments.errors import UserError
+from experiments.jobs.cluster.stages import fit_then_train
 from experiments.models.autoencoder import ConvAutoencoder
-from experiments.models.sparse_coding import SparseCoding
 from experiments.models.random_conv_autoencoder import RandomConvAutoencoder
+from experiments.models.sparse_coding import SparseCoding
 from experiments.resume import finished_results, results_key, stable_run_id, sweep_name
-from experiments.training import resolved, train_model
 
 
 class Killed(Exception):
@@ -46,19 +47,18 @@ def train(model_factory, checkpoint, epochs: int, kill_at: int | None = None, ca
     data.setup()
     pl.seed_everything(0, verbose=False)
     model = model_factory(data)
-    data.with_index = getattr(model, "needs_example_index", False)
     callbacks = [] if kill_at is None else [{"_target_": f"{__name__}.KillAtEpoch", "epoch": kill_at}]
     callbacks += [{"_target_": callback}] if callback else []
-    cfg = compose_config(f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false")
+    cfg = compose_config(f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false", "resume=true")
     cfg.trainer.callbacks = callbacks
-    train_model(cfg.trainer, model, None, checkpoint, resume=True, datamodule=data)
+    fit_then_train(cfg, model, data, None, checkpoint)  # as the cluster job trains: its fit step (a PCA), then epochs
     return model
 
 
 @pytest.mark.parametrize("factory", [
     lambda data: ConvAutoencoder(data.image_shape, latent_dim=8),
     lambda data: SparseCoding(data.image_shape, latent_dim=16, fit_iterations=10),  # warm starts are state too
-    # its PCA is fitted again when the resumed training starts, then the checkpoint's is restored
+    # its PCA (its fit step) is fitted again before the resumed training starts, then the checkpoint's is restored
     lambda data: RandomConvAutoencoder(data.image_shape, latent_dim=4, hidden=(32,), n_components=20, pool=2),
 ], ids=["autoencoder", "sparse_coding", "random_conv_autoencoder"])
 def test_a_training_killed_after_an_epoch_and_resumed_equals_the_uninterrupted_one(tmp_path, factory):
@@ -106,17 +106,27 @@ def test_sweeps_that_differ_in_their_parameters_or_config_name_never_share_a_fol
     assert sweep_name(["-m"]) == sweep_name(["hydra.mode=MULTIRUN"])
 
 
-def test_the_results_key_covers_what_shapes_results_not_where_they_are_logged():
-    def key(*overrides: str, digest: str = "data") -> str:
-        return results_key(resolved(compose_config(*overrides)), digest)
+def identity(*overrides: str, digest: str = "data") -> tuple[str, str]:
+    """(the results key, the code version) of the job these overrides compose, as pipeline.run computes them."""
+    cfg = compose_config(*overrides)
+    kind = jobs.load(cfg.task.kind)
+    settings = kind.settings(cfg)
+    return results_key(settings, digest), pipeline.job_code_version(kind, settings)
 
-    base = key()
-    for where in ("logger.mode=disabled", "logger=none", "logger.project=other", "plots.max_points=10", "resume=false",
-                  "cache=false", "trainer.enable_progress_bar=false", "task.score=acc"):
-        assert key(where) == base, where
+
+def test_the_results_key_and_code_version_cover_what_a_kind_reads_not_where_it_logs():
+    base = identity()
+    for where in ("logger.mode=disabled", "logger=none", "logger=csv", "logger.project=other", "plots.max_points=10",
+                  "resume=false", "cache=false", "trainer.enable_progress_bar=false", "task.score=acc"):
+        assert identity(where) == base, where
     for what in ("model.latent_dim=8", "seed=1", "trainer.max_epochs=9", "reducer=pca"):
-        assert key(what) != base, what
-    assert key(digest="regenerated train.npy") != base
+        assert identity(what)[0] != base[0], what
+    assert identity(digest="regenerated train.npy")[0] != base[0]
+    assert identity("model=sparse_coding")[1] != base[1], "another model's module is other code"
+    deblur = identity("task=deblur")
+    for unread in ("trainer.max_epochs=9", "data=digits", "+model.unused=1", "logger=none"):
+        assert identity("task=deblur", unread) == deblur, f"task=deblur reads no {unread}"
+    assert identity("task=deblur", "task.lam=2e-5")[0] != deblur[0]
 
 
 def write_results(job_dir, **fields):

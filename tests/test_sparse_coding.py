@@ -8,14 +8,12 @@ import torch
 from helpers import QUICK, history_keys, run_job
 
 from experiments.data import Digits
-from experiments.errors import UserError
 from experiments.models.sparse_coding import SparseCoding
 
 
 def train(model: SparseCoding, epochs: int) -> Digits:
     data = Digits(batch_size=256)
     data.setup()
-    data.with_index = True
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0)
     trainer.fit(model, datamodule=data)
@@ -24,7 +22,7 @@ def train(model: SparseCoding, epochs: int) -> Digits:
 
 def reconstruction_error(model: SparseCoding, images: torch.Tensor) -> float:
     codes = model.encode(images)
-    return float(((model.decoder(codes).detach() - images) ** 2).mean())
+    return float(((model.decode(codes).detach() - images) ** 2).mean())
 
 
 def test_training_lowers_the_reconstruction_error_and_keeps_atoms_unit_norm():
@@ -63,10 +61,10 @@ def test_encoding_that_runs_out_of_iterations_says_so(caplog):
     assert "without converging" in caplog.text
 
 
-def test_bad_sparse_coding_settings_are_refused():
-    with pytest.raises(UserError, match="model.lam"):
+def test_bad_sparse_coding_settings_are_refused_naming_the_parameter():
+    with pytest.raises(ValueError, match="^lam must be >= 0"):
         SparseCoding((1, 8, 8), lam=-0.1)
-    with pytest.raises(UserError, match="model.latent_dim"):
+    with pytest.raises(ValueError, match="^latent_dim must be at least 1"):
         SparseCoding((1, 8, 8), latent_dim=0)
 
 

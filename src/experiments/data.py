@@ -215,12 +215,12 @@ class ImageDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise UserError(f"data.batch_size must be at least 1, got {batch_size}")
-        for setting, limit in (("fit_limit", fit_limit), ("eval_limit", eval_limit)):
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for parameter, limit in (("fit_limit", fit_limit), ("eval_limit", eval_limit)):
             if limit is not None and limit < 1:
-                raise UserError(f"data.{setting} must be at least 1 (or null for all images), got {limit}")
+                raise ValueError(f"{parameter} must be at least 1 (or null for all images), got {limit}")
         if layout not in LAYOUTS:
-            raise UserError(f"data.layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+            raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
         self.layout = layout
         self.batch_size = batch_size
         self.fit_limit = fit_limit
@@ -232,9 +232,6 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_labels: np.ndarray | None = None
         self.fit_labels: np.ndarray | None = None
         self.eval_overlaps_fit = False  # some eval images are fit images: a classifier must not be scored on them
-        # True: training and validation batches end with each image's index in its set (models/sparse_coding.py warm-starts
-        # every image's code from its last one; models/random_conv_autoencoder.py looks up its features' components).
-        self.with_index = False
 
     def load_arrays(self) -> Images:
         """The images (and labels), already checked."""
@@ -292,27 +289,20 @@ class ImageDataModule(pl.LightningDataModule):
         return None if self.eval_labels is None else len(np.unique(self.eval_labels))
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (images,), or (images, labels) when the fit images have labels, then the
-        indices with `with_index`; this process's shard under DDP."""
-        labels = () if self.fit_labels is None else (torch.from_numpy(self.fit_labels),)
-        labels += (torch.arange(len(self.fit_images)),) if self.with_index else ()
+        """Shuffled batches of (images, index): float32 (B, C, H, W) images in [0, 1] and each one's position in the
+        fit images (int64), the batch every model receives (models/protocols.py); this process's shard under DDP.
+        No labels: the encoders learn without them."""
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        loader = batches((self.fit_images, *labels), self.batch_size, shuffle=True, seed=self.seed, rank=rank,
-                         world_size=world_size)
+        loader = batches((self.fit_images, torch.arange(len(self.fit_images))), self.batch_size, shuffle=True,
+                         seed=self.seed, rank=rank, world_size=world_size)
         if world_size > 1:
             log.info("rank %d/%d trains on %d fit images in %d batches", rank, world_size,
                      len(loader.sampler.indices()), len(loader.sampler))
         return loader
 
-    def eval_dataloader(self, with_index: bool = False) -> DataLoader:
-        """Eval images in order, with their labels when there are any, then their indices with `with_index`:
-        validation curves and encoding."""
-        labels = () if self.eval_labels is None else (torch.from_numpy(self.eval_labels),)
-        labels += (torch.arange(len(self.eval_images)),) if with_index else ()
-        return batches((self.eval_images, *labels), self.batch_size, shuffle=False)
-
     def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader(with_index=self.with_index)
+        """Batches of (images, index) of the eval images, in order: the validation curves."""
+        return batches((self.eval_images, torch.arange(len(self.eval_images))), self.batch_size, shuffle=False)
 
 
 class FashionMNIST(ImageDataModule):
@@ -364,7 +354,7 @@ class Digits(ImageDataModule):
     def __init__(self, eval_fraction: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= eval_fraction < 1.0:
-            raise UserError(f"data.eval_fraction must be in [0, 1), got {eval_fraction}")
+            raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
         self.eval_fraction = eval_fraction
 
     def load_arrays(self) -> Images:

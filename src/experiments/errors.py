@@ -1,9 +1,16 @@
-"""The one error type for user mistakes: bad config or bad input files; and the type check of settings that the
-job kinds' range checks share."""
+"""The one error type for user mistakes: bad config or bad input files; the type check of settings that the
+job kinds' range checks share; and `build`, where a library's ValueError about its own parameter becomes the one-line
+error that names the setting.
+
+Library code (a solver, a model, an estimator) raises ValueError or TypeError naming its own parameter
+("latent_dim must be at least 1"); it knows nothing of the config. The pipeline's boundary knows where the
+parameter came from and says so: "model.latent_dim must be at least 1".
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import types
 import typing
@@ -33,6 +40,61 @@ def one_line(error: BaseException, name_target: bool = False) -> str:
     if name_target and target is not None and not isinstance(error, UserError):
         message = f"{target.rsplit('.', 1)[-1]}: {type(error).__name__}: {message}"
     return message
+
+
+def build(path: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate(node, **kwargs)` for the config at `path` (model, data, reducer, ...): its settings
+    checked against the constructor's type hints first (`check_against_hints`), and a ValueError or TypeError the
+    constructor raises turned into a UserError naming the setting (`in_setting`)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    target = target_class(path, node)
+    if isinstance(target, type):
+        check_against_hints(node, path, target)
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, (ValueError, TypeError)) and not isinstance(cause, UserError):
+            raise in_setting(path, cause, node, getattr(target, "__name__", None)) from cause
+        raise
+
+
+def target_class(path: str, node: Mapping[str, Any]) -> Any:
+    """The class (or function) `node._target_` names, imported as Hydra imports it (the longest importable module
+    of the dotted path, then its attributes); a target that does not import is one line naming `PATH._target_`.
+    None for a node without a target."""
+    name = node.get("_target_")
+    if not isinstance(name, str):
+        return None
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:end]))
+            break
+        except ModuleNotFoundError as e:
+            if end == 1 or not (e.name and ".".join(parts[:end]).startswith(e.name)):
+                raise UserError(f"{path}._target_={name}: cannot import it ({e}); check the dotted path, and that "
+                                "its package is installed or on PYTHONPATH") from None
+    for attribute in parts[end:]:
+        if not hasattr(found, attribute):
+            raise UserError(f"{path}._target_={name}: {'.'.join(parts[:end])} has no {attribute}") from None
+        found = getattr(found, attribute)
+    return found
+
+
+def in_setting(path: str, error: BaseException, settings: Mapping[str, Any], owner: str | None = None) -> UserError:
+    """A library's complaint about one of its parameters, as a UserError naming the setting: a message that starts
+    with the name of one of `settings` ("latent_dim must be ...") becomes "PATH.latent_dim must be ..."; any other
+    "PATH (OWNER): message"."""
+    if isinstance(error, UserError):
+        return error
+    message = one_line(error)
+    first = re.match(r"[A-Za-z_]\w*", message)
+    if first is not None and first.group(0) in settings:
+        return UserError(f"{path}.{message}")
+    return UserError(f"{path}{f' ({owner})' if owner else ''}: {message}")
 
 
 def check_types(settings: Mapping[str, Any], prefix: str, whole: Iterable[str] = (), real: Iterable[str] = (),

@@ -9,6 +9,10 @@ the conv arithmetic it imports or to the training loop changes it; a fix to a pl
 does not. Comments, docstrings and formatting are left out (the hash is of the syntax tree), so editing
 an explanation never throws away a week of sweeps.
 
+Your own code counts as this package's does: a model of yours named by `model._target_=my_package.MyEncoder` is
+hashed with the modules of yours it imports. What is installed as a library (site-packages) or comes with Python
+is not: a library's version is not the code of this project.
+
 This module imports nothing heavy: `python -m experiments --help` uses it through `resume.py`.
 """
 
@@ -18,11 +22,16 @@ import ast
 import hashlib
 import importlib.util
 import json
+import sys
+import sysconfig
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 PACKAGE = "experiments"
+# Where Python's own modules and installed libraries live: modules there are not project code.
+LIBRARY_ROOTS = tuple({Path(sysconfig.get_paths()[key]).resolve()
+                       for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 
 
 def settings_key(parts: dict[str, Any]) -> str:
@@ -33,7 +42,7 @@ def settings_key(parts: dict[str, Any]) -> str:
 def code_version(*modules: str) -> str:
     """A short hash of the code of `modules` (dotted names; names outside this package are ignored) and
     of every module of this package that they import, directly or not."""
-    names = sorted(set().union(*(package_imports_closure(m) for m in modules if in_package(m))))
+    names = sorted(set().union(*(package_imports_closure(m) for m in modules if source_path(m) is not None)))
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0" + code_digest(name).encode() + b"\0")
@@ -56,13 +65,31 @@ def module_of_target(target: str) -> str:
 
 @cache
 def source_path(module: str) -> Path | None:
-    if not in_package(module):
+    """The source file of a module of this project: of this package, or of the user's own code (not a library's,
+    not Python's). Finding a submodule imports its parents, so a library's is ruled out by its top-level name."""
+    if not module or (not in_package(module) and not is_project_code(module.split(".")[0])):
         return None
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return None
     return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+@cache
+def is_project_code(top_level: str) -> bool:
+    """Whether a top-level module or package is the user's own code: found, from a .py source, outside the
+    library roots."""
+    if top_level in sys.builtin_module_names:
+        return False
+    try:
+        spec = importlib.util.find_spec(top_level)
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return False
+    origin = Path(spec.origin).resolve()
+    return not any(origin.is_relative_to(root) for root in LIBRARY_ROOTS)
 
 
 @cache
@@ -113,6 +140,6 @@ def package_imports_closure(module: str) -> frozenset[str]:
         seen.add(name)
         todo += package_imports(name)
         parent = name.rpartition(".")[0]
-        if in_package(parent):  # importing a.b runs a/__init__.py first
+        if parent:  # importing a.b runs a/__init__.py first
             todo.append(parent)
     return frozenset(seen)

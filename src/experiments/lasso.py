@@ -17,7 +17,6 @@ import torch
 
 from experiments.console import progress_bar
 from experiments.derivations import soft_threshold
-from experiments.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -127,46 +126,16 @@ def solve(
     b2 = b.unsqueeze(1) if single else b
     n = A.shape[1] if isinstance(A, torch.Tensor) else (x0.shape[0] if x0 is not None else n_features)
     x = torch.zeros(n, b2.shape[1], dtype=b.dtype, device=b.device) if x0 is None else (x0.unsqueeze(1) if single else x0).clone()
-
-    backtracking = step == "backtracking"
-    if step is None:
-        L = lipschitz_constant(operator, n, b2)
-        if L == 0.0:
-            raise UserError("A: its norm estimate is zero (an all-zero operator); nothing to solve")
-    elif backtracking:
-        L = 1.0
-    else:
-        L = 1.0 / float(step)
-
-    # A x is kept beside x, and A y = A x_k + beta (A x_k - A x_{k-1}) by linearity: one application of A and
-    # one of its adjoint per iteration (two of A without this).
-    y, t = x.clone(), 1.0
-    Ax = operator(x)
-    Ay = Ax
+    L = initial_lipschitz(operator, n, b2, step)
+    iterate = ProximalGradient(x, operator(x))
     history, gap, converged = [], float("inf"), False
     bar = progress_bar(max_iter, progress or "", enabled=progress is not None)
     for iteration in range(1, max_iter + 1):
-        point, A_point = (y, Ay) if method == "fista" else (x, Ax)
-        residual = A_point - b2
-        grad = operator.adjoint(residual)
-        f_point = 0.5 * float((residual * residual).sum())
-        while True:
-            x_new = soft_threshold(point - grad / L, lam / L)
-            Ax_new = operator(x_new)  # the line search's test and the next iteration both need it
-            if not backtracking or sufficient_decrease(b2, f_point, point, x_new, Ax_new, grad, L):
-                break
-            L *= 2.0
-        if method == "fista":
-            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            beta = (t - 1) / t_new
-            y, Ay = x_new + beta * (x_new - x), Ax_new + beta * (Ax_new - Ax)
-            t = t_new
-        change = float(torch.linalg.vector_norm(x_new - x) / torch.clamp(torch.linalg.vector_norm(x_new), min=1e-300))
-        x, Ax = x_new, Ax_new
+        L, change = iterate.step(operator, b2, lam, L, method == "fista", step == "backtracking")
         if callback is not None:
-            callback(iteration, x[:, 0] if single else x)
+            callback(iteration, iterate.x[:, 0] if single else iterate.x)
         with_gap = stop == "gap" and (tol > 0 or iteration == max_iter)
-        primal, relative_gap = objective_and_gap(operator, b2, x, lam, with_gap=with_gap, Ax=Ax)
+        primal, relative_gap = objective_and_gap(operator, b2, iterate.x, lam, with_gap=with_gap, Ax=iterate.Ax)
         history.append(float(primal.sum()))
         gap = float(relative_gap.max()) if relative_gap is not None else change
         bar.update()
@@ -176,14 +145,66 @@ def solve(
             converged = True
             break
     bar.close()
+    measure = "relative gap" if stop == "gap" else "relative change"
     if tol <= 0:
-        log.debug("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter,
-                 "relative gap" if stop == "gap" else "relative change", gap)
+        log.debug("%s ran its %d iterations (tol=0); final %s %.3g", method, max_iter, measure, gap)
     elif not converged:
-        log.warning("%s stopped after %d iterations without converging: %s %.3g > tol %.3g",
-                    method, max_iter, "relative gap" if stop == "gap" else "relative change", gap, tol)
-    x_out = x[:, 0] if single else x
+        log.warning("%s stopped after %d iterations without converging: %s %.3g > tol %.3g", method, max_iter,
+                    measure, gap, tol)
+    x_out = iterate.x[:, 0] if single else iterate.x
     return LassoResult(x_out, torch.tensor(history, dtype=torch.float64), iteration, converged, gap)
+
+
+def initial_lipschitz(operator: LinearOperator, n: int, b: torch.Tensor, step: float | str | None) -> float:
+    """The first L (the step is 1/L): ||A||^2 by power iteration (step None), 1 to start a line search
+    ("backtracking"), or 1/step."""
+    if step == "backtracking":
+        return 1.0
+    if step is not None:
+        return 1.0 / float(step)
+    L = lipschitz_constant(operator, n, b)
+    if L == 0.0:
+        raise ValueError("A: its norm estimate is zero (an all-zero operator); nothing to solve")
+    return L
+
+
+@dataclass
+class ProximalGradient:
+    """ISTA's or FISTA's iterate x with A x beside it, and FISTA's extrapolated point y (A y) and momentum t.
+
+    A y = A x_k + beta (A x_k - A x_{k-1}) by linearity: one application of A and one of its adjoint per
+    iteration (two of A without it)."""
+
+    x: torch.Tensor
+    Ax: torch.Tensor
+    t: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.y, self.Ay = self.x.clone(), self.Ax
+
+    def step(self, operator: LinearOperator, b: torch.Tensor, lam: float, L: float, fista: bool,
+             backtracking: bool) -> tuple[float, float]:
+        """One iteration from y (FISTA) or x (ISTA); returns L (doubled by the line search until the step is
+        short enough, with `backtracking`) and the relative change of x."""
+        point, A_point = (self.y, self.Ay) if fista else (self.x, self.Ax)
+        residual = A_point - b
+        grad = operator.adjoint(residual)
+        f_point = 0.5 * float((residual * residual).sum())
+        while True:
+            x_new = soft_threshold(point - grad / L, lam / L)
+            Ax_new = operator(x_new)  # the line search's test and the next iteration both need it
+            if not backtracking or sufficient_decrease(b, f_point, point, x_new, Ax_new, grad, L):
+                break
+            L *= 2.0
+        if fista:
+            t_new = (1 + (1 + 4 * self.t * self.t) ** 0.5) / 2
+            beta = (self.t - 1) / t_new
+            self.y, self.Ay = x_new + beta * (x_new - self.x), Ax_new + beta * (Ax_new - self.Ax)
+            self.t = t_new
+        change = float(torch.linalg.vector_norm(x_new - self.x)
+                       / torch.clamp(torch.linalg.vector_norm(x_new), min=1e-300))
+        self.x, self.Ax = x_new, Ax_new
+        return L, change
 
 
 def first_iteration_within(values: Sequence[float] | torch.Tensor, level: float) -> int | None:
@@ -212,24 +233,24 @@ def check_inputs(
     n_features: int | None,
 ) -> None:
     if method not in ("ista", "fista"):
-        raise UserError(f"method={method!r} is not one of ista, fista")
+        raise ValueError(f"method={method!r} is not one of ista, fista")
     if stop not in ("gap", "change"):
-        raise UserError(f"stop={stop!r} is not one of gap, change")
+        raise ValueError(f"stop={stop!r} is not one of gap, change")
     if lam < 0:
-        raise UserError(f"lam must be >= 0, got {lam}")
+        raise ValueError(f"lam must be >= 0, got {lam}")
     if tol < 0:
-        raise UserError(f"tol must be >= 0 (0: run all max_iter iterations), got {tol}")
+        raise ValueError(f"tol must be >= 0 (0: run all max_iter iterations), got {tol}")
     if max_iter < 1:
-        raise UserError(f"max_iter must be at least 1, got {max_iter}")
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     if b.dim() not in (1, 2):
-        raise UserError(f"b must be a signal (m,) or a batch of columns (m, k), got shape {tuple(b.shape)}")
+        raise ValueError(f"b must be a signal (m,) or a batch of columns (m, k), got shape {tuple(b.shape)}")
     if not torch.isfinite(b).all():
-        raise UserError("b contains NaN or inf values")
+        raise ValueError("b contains NaN or inf values")
     if isinstance(A, torch.Tensor):
         if A.dim() != 2 or A.shape[0] != b.shape[0]:
-            raise UserError(f"A is {tuple(A.shape)} but b has {b.shape[0]} rows; A must be (m, n) with m = len(b)")
+            raise ValueError(f"A is {tuple(A.shape)} but b has {b.shape[0]} rows; A must be (m, n) with m = len(b)")
     elif x0 is None and n_features is None:
-        raise UserError("A is an operator: give x0 or n_features so the length of x is known")
+        raise ValueError("A is an operator: give x0 or n_features so the length of x is known")
 
 
 def lasso_gram(
@@ -251,58 +272,100 @@ def lasso_gram(
     duality gap of each column is computed (from Gram quantities) and the columns below `tol` leave the
     batch. `tol=0` runs all `max_iter` iterations. Same objective, conventions and result as `solve`, but the
     result's `objective` holds F summed over the columns at the checks only.
+
+    A column whose gap is at the floor its dtype can resolve leaves the batch too, however small `tol` is:
+    the gap comes from ||b||^2 - 2 c.x + x.Gx, and rounding leaves it uncertain by up to ROUNDING_FLOOR x eps x
+    ||b||^2 / F (float32: 1e-6 to 1e-4 relative); a column within that and no lower than at the last check has
+    stopped improving. (Before, tol=1e-6 in float32 ran to max_iter: 19 s instead of 0.16 s for 1,000 problems of
+    64x128.) The log says in one line how many stopped there, and how high.
     """
     if not isinstance(A, torch.Tensor):
-        raise UserError("lasso_gram needs A as a matrix (use solve for a linear operator)")
+        raise TypeError("lasso_gram needs A as a matrix (use solve for a linear operator)")
     check_inputs(A, B, lam, "fista", max_iter, tol, "gap", x0, None)
     if check_every < 1:
-        raise UserError(f"check_every must be at least 1, got {check_every}")
+        raise ValueError(f"check_every must be at least 1, got {check_every}")
     single = B.dim() == 1
     B2 = B.unsqueeze(1) if single else B
-    G = A.T @ A
-    C = A.T @ B2
-    b_sq = (B2 * B2).sum(0)
-    L = float(torch.linalg.eigvalsh(G.double())[-1])
-    if L == 0.0:
-        raise UserError("A: its norm is zero (an all-zero matrix); nothing to solve")
-    step, threshold = 1.0 / L, lam / L
-
-    X = torch.zeros_like(C) if x0 is None else (x0.unsqueeze(1) if single else x0).clone().to(C)
-    active = torch.arange(C.shape[1], device=C.device)  # the batch's columns still being solved
-    x, y, c, bb = X.clone(), X.clone(), C, b_sq
-    t = torch.ones(C.shape[1], dtype=C.dtype, device=C.device)
-    history, gap, converged = [], torch.full_like(b_sq, float("inf")), False
+    X0 = None if x0 is None else (x0.unsqueeze(1) if single else x0)
+    batch = GramBatch(A, B2, lam, X0)
+    history, converged = [], False
     bar = progress_bar(max_iter, progress or "", enabled=progress is not None)
     for iteration in range(1, max_iter + 1):
-        z = torch.addmm(y, G, y, alpha=-step).add_(c, alpha=step)  # y - (G y - A^T b) / L
-        x_new = soft_threshold(z, threshold)
-        uphill = ((y - x_new) * (x_new - x)).sum(0) > 0
-        t = torch.where(uphill, torch.ones_like(t), t)
-        t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
-        y = x_new + ((t - 1) / t_new) * (x_new - x)
-        x, t = x_new, t_new
+        batch.step()
         bar.update()
-        last = iteration == max_iter
-        if (tol > 0 and iteration % check_every == 0) or last:
-            primal, column_gap = gram_objective_and_gap(G, c, bb, x, lam)
-            history.append(float(primal.sum()))
-            gap[active] = column_gap
-            done = column_gap <= tol if tol > 0 else torch.zeros_like(column_gap, dtype=torch.bool)
-            X[:, active] = x
-            if done.any():
-                keep = ~done
-                active, x, y, t, c, bb = active[keep], x[:, keep], y[:, keep], t[keep], c[:, keep], bb[keep]
-                bar.set_postfix(columns_left=len(active), refresh=False)
-            if len(active) == 0:
+        if (tol > 0 and iteration % check_every == 0) or iteration == max_iter:
+            history.append(batch.check(tol))
+            bar.set_postfix(columns_left=len(batch.active), refresh=False)
+            if len(batch.active) == 0:
                 converged = True
                 break
     bar.close()
-    worst = float(gap.max())
-    if tol > 0 and not converged:
-        log.warning("fista (Gram form) stopped after %d iterations without converging: %d of %d columns above "
-                    "tol %.3g (largest relative gap %.3g)", max_iter, len(active), C.shape[1], tol, worst)
-    x_out = X[:, 0] if single else X
-    return LassoResult(x_out, torch.tensor(history, dtype=torch.float64), iteration, converged, worst)
+    batch.report(tol, converged, iteration)
+    x_out = batch.X[:, 0] if single else batch.X
+    return LassoResult(x_out, torch.tensor(history, dtype=torch.float64), iteration, converged, float(batch.gap.max()))
+
+
+# A column's relative gap is resolved to within ROUNDING_FLOOR x eps x ||b||^2 / F in its dtype (measured: up to
+# 9.3 eps ||b||^2 / F on problems of 64x128 to 250x500 at lam 0.005 to 0.1 of lam_max, float32).
+ROUNDING_FLOOR = 16
+
+
+class GramBatch:
+    """FISTA with gradient restart on the columns of B still being solved (`active`), in Gram form; `X` holds every
+    column's latest x, `gap` its latest relative duality gap, `floored` whether it stopped at its rounding floor."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, lam: float, X0: torch.Tensor | None) -> None:
+        self.G, C = A.T @ A, A.T @ B
+        b_sq = (B * B).sum(0)
+        L = float(torch.linalg.eigvalsh(self.G.double())[-1])
+        if L == 0.0:
+            raise ValueError("A: its norm is zero (an all-zero matrix); nothing to solve")
+        self.lam, self.step_size, self.threshold = lam, 1.0 / L, lam / L
+        self.X = torch.zeros_like(C) if X0 is None else X0.clone().to(C)
+        self.active = torch.arange(C.shape[1], device=C.device)
+        self.x, self.y, self.c, self.b_sq = self.X.clone(), self.X.clone(), C, b_sq
+        self.t = torch.ones(C.shape[1], dtype=C.dtype, device=C.device)
+        self.gap = torch.full_like(b_sq, float("inf"))
+        self.floored = torch.zeros_like(b_sq, dtype=torch.bool)
+        self.eps = torch.finfo(C.dtype).eps
+
+    def step(self) -> None:
+        """One FISTA iteration of every active column."""
+        x, y, t = self.x, self.y, self.t
+        z = torch.addmm(y, self.G, y, alpha=-self.step_size).add_(self.c, alpha=self.step_size)  # y - (G y - c) / L
+        x_new = soft_threshold(z, self.threshold)
+        uphill = ((y - x_new) * (x_new - x)).sum(0) > 0
+        t = torch.where(uphill, torch.ones_like(t), t)
+        t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
+        self.y = x_new + ((t - 1) / t_new) * (x_new - x)
+        self.x, self.t = x_new, t_new
+
+    def check(self, tol: float) -> float:
+        """Every active column's gap; those at or below `tol`, or at their rounding floor, leave the batch.
+        Returns F summed over the active columns."""
+        primal, gap = gram_objective_and_gap(self.G, self.c, self.b_sq, self.x, self.lam)
+        previous = self.gap[self.active]
+        self.gap[self.active], self.X[:, self.active] = gap, self.x
+        if tol > 0:
+            # Near its floor a column's gap only jitters: it stops there once a check finds it no lower
+            floor = ROUNDING_FLOOR * self.eps * self.b_sq / torch.clamp(primal, min=torch.finfo(primal.dtype).tiny)
+            floored = (gap > tol) & (gap <= floor) & (gap >= previous)
+            self.floored[self.active] = floored
+            keep = ~((gap <= tol) | floored)
+            self.active, self.x, self.y = self.active[keep], self.x[:, keep], self.y[:, keep]
+            self.t, self.c, self.b_sq = self.t[keep], self.c[:, keep], self.b_sq[keep]
+        return float(primal.sum())
+
+    def report(self, tol: float, converged: bool, iterations: int) -> None:
+        """One line when columns stopped at their rounding floor, one when some did not converge."""
+        if self.floored.any():
+            log.info("fista (Gram form): %d of %d columns stopped at the relative gap %s can resolve (up to %.3g), "
+                     "above tol %.3g; float64 resolves smaller gaps", int(self.floored.sum()), len(self.gap),
+                     str(self.X.dtype).removeprefix("torch."), float(self.gap[self.floored].max()), tol)
+        if tol > 0 and not converged:
+            log.warning("fista (Gram form) stopped after %d iterations without converging: %d of %d columns above "
+                        "tol %.3g (largest relative gap %.3g)", iterations, len(self.active), len(self.gap), tol,
+                        float(self.gap.max()))
 
 
 def gram_objective_and_gap(

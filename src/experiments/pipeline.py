@@ -3,7 +3,7 @@ and this code, check everything before the expensive work, run its stages, then 
 
 The order is the guarantee: every error the config and the data's shape can reveal is raised by the kind's
 `check`, before any training and before a W&B run exists. In a sweep, `check_sweep` runs the same checks on
-every job before the first starts (the sweep's callback, experiments.summary.SweepSummary, calls it).
+every job before the first starts (the sweep's pre-flight callback, experiments.callbacks.PreflightChecks, calls it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -28,7 +28,7 @@ from experiments import console, jobs
 from experiments.accelerators import check_accelerator
 from experiments.cache import Cache
 from experiments.data import ImageDataModule
-from experiments.errors import UserError, check_against_hints, check_types, one_line
+from experiments.errors import UserError, build, check_types, one_line
 from experiments.files import write_json
 from experiments.fingerprint import code_version, module_of_target, settings_key
 from experiments.launch import check_ddp, limit_threads, read_sweep_plan, sweep_jobs
@@ -41,6 +41,24 @@ log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which Lightning's seed_everything also seeds, takes 32 bits
 
 
+@dataclass
+class Prepared:
+    """A job before its stages: its kind, its optimised score, its data (not loaded yet) and what identifies its
+    results (the settings its kind reads, and the code that computes them)."""
+
+    kind: jobs.JobKind
+    score: str
+    direction: str
+    data: ImageDataModule | None
+    config_hash: str
+    code: str
+
+    @property
+    def key(self) -> str:
+        """Names the job's checkpoints: other settings or other code never resume them."""
+        return settings_key({"results": self.config_hash, "code": self.code})
+
+
 def run(cfg: DictConfig) -> float | None:
     """Run one job; return its optimised score (`task.score`, by default its kind's), for sweepers."""
     console.quiet_library_warnings()  # again here: Ray's and submitit's workers never ran the entry point
@@ -48,64 +66,76 @@ def run(cfg: DictConfig) -> float | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     job_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; so does a caller of run() outside Hydra
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    kind, score, direction = check_settings(cfg)
-    ddp = cfg.trainer.get("strategy") == "ddp"
-    if ddp:
-        check_ddp(kind, multirun, hydra_cfg.get("launcher"), cfg.trainer)
-    data = build_data(cfg) if kind.needs_data(cfg) else None
-    config_hash = results_key(resolved(cfg), data.source_digest if data is not None else "")
-    code = job_code_version(kind, cfg)
-    key = settings_key({"results": config_hash, "code": code})
-    if ddp and rank_zero_only.rank > 0:  # a process Lightning started for another GPU: it only trains
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        data.setup()
-        kind.ddp_worker(cfg, job_dir, data, key)
+    job = prepare(cfg, hydra_cfg.get("launcher"), multirun)
+    if cfg.trainer.get("strategy") == "ddp" and rank_zero_only.rank > 0:  # a process Lightning started for
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)        # another device: it only trains
+        job.data.setup()
+        job.kind.ddp_worker(cfg, job_dir, job.data, job.key)
         return None
     log.info("threads per job: %d", limit_threads(hydra_cfg))
     plan = read_sweep_plan(Path(hydra_cfg.sweep.dir)) if multirun else None  # the sweep's callback wrote it
-    identity = run_identity(kind, hydra_cfg, plan)
-    counter = job_counter(hydra_cfg, plan)
-    if counter:
+    identity = run_identity(job.kind, hydra_cfg, plan)
+    if counter := job_counter(hydra_cfg, plan):
         log.info("%s: %s", counter, identity.name)
     folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    if cfg.resume and (done := finished_results(job_dir, config_hash, code, folder)) is not None:
-        log.info("already finished with this config and code (%s), skipped (resume=true): %s", code,
+    if cfg.resume and (done := finished_results(job_dir, job.config_hash, job.code, folder)) is not None:
+        log.info("already finished with this config and code (%s), skipped (resume=true): %s", job.code,
                  job_dir / "results.json")
-        return done.get(score)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    timer = StageTimer()
-    if data is not None:
-        with timer("load"):
-            data.setup()
-    with timer("check"):
-        plan = kind.check(cfg, data)
-        cache = job_cache(cfg)
+        return done.get(job.score)
+    root = Path(hydra_cfg.sweep.dir) if multirun else job_dir  # a sweep's runs share its folder's wandb/
+    results = execute(cfg, job, job_dir, identity, root, dict(hydra_cfg.runtime.choices),
+                      list(hydra_cfg.overrides.task))
+    shown = (job.score, *(s for s in job.kind.shown if s != job.score))
+    line = " ".join(f"{k}={fmt(results.get(k))}" for k in shown)
+    log.info("results: %s -> %s", line, job_dir / "results.json")
+    if counter:
+        log.info("%s done: %s", counter, line)
+    return results.get(job.score)
 
-    # In a sweep every job's run goes to the sweep folder's wandb/, one workspace; a single run keeps its own.
-    root = Path(hydra_cfg.sweep.dir) if multirun else job_dir
+
+def prepare(cfg: DictConfig, launcher: Any, multirun: bool) -> Prepared:
+    """The checks that need neither data nor a built model, the data module (not loaded), and the job's results
+    key and code version."""
+    kind, score, direction = check_settings(cfg)
+    if cfg.trainer.get("strategy") == "ddp":
+        check_ddp(kind, multirun, launcher, cfg.trainer)
+    data = build_data(cfg) if kind.needs_data(cfg) else None
+    settings = kind.settings(cfg)
+    return Prepared(kind, score, direction, data, results_key(settings, data.source_digest if data else ""),
+                    job_code_version(kind, settings))
+
+
+def execute(cfg: DictConfig, prepared: Prepared, job_dir: Path, identity: RunIdentity, root: Path,
+            choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
+    """Load, check, then run the kind's stages with a W&B run (or none) open; results.json written last."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    timer, kind = StageTimer(), prepared.kind
+    if prepared.data is not None:
+        with timer("load"):
+            prepared.data.setup()
+    with timer("check"):
+        plan = kind.check(cfg, prepared.data)
+        cache = job_cache(cfg)
     logger = make_logger(cfg.logger, root, identity, resolved(cfg), run_id=stable_run_id(job_dir))
     tracker = Tracker(job_dir, logger, figures=cfg.plots.enabled)
-    job = Job(cfg, job_dir, dict(hydra_cfg.runtime.choices), data, tracker, timer, cache, key)
+    job = Job(cfg, job_dir, choices, prepared.data, tracker, timer, cache, prepared.key)
     failed = True
     try:
         results = kind.run(job, plan)
-        results |= {"kind": kind.name, "score": score, "score_direction": direction, "seconds": timer.seconds,
-                    "seed": cfg.seed, "overrides": list(hydra_cfg.overrides.task),  # the seed table groups by these
-                    "config_hash": config_hash, "code_version": code, "wandb_dir": tracker.wandb_dir}
+        results |= {"kind": kind.name, "score": prepared.score, "score_direction": prepared.direction,
+                    "table": kind.table(), "seconds": timer.seconds, "seed": cfg.seed,
+                    "overrides": overrides,  # the seed table groups by these
+                    "config_hash": prepared.config_hash, "code_version": prepared.code, "wandb_dir": tracker.wandb_dir}
         tracker.log_summary(results)
         write_json(job_dir / "results.json", results)
         failed = False
     finally:
         tracker.finish(failed)
     if results["wandb_dir"]:
+        offline = cfg.logger.get("mode") == "offline"
         log.info("W&B run %s: look at it with `wandb leet %s`%s", identity.name, results["wandb_dir"],
-                 f", upload it with `wandb sync {results['wandb_dir']}`" if cfg.logger.get("mode") == "offline" else "")
-    shown = (score, *(s for s in kind.shown if s != score))
-    line = " ".join(f"{k}={fmt(results.get(k))}" for k in shown)
-    log.info("results: %s -> %s", line, job_dir / "results.json")
-    if counter:
-        log.info("%s done: %s", counter, line)
-    return results.get(score)
+                 f", upload it with `wandb sync {results['wandb_dir']}`" if offline else "")
+    return results
 
 
 def check_seed(seed: Any) -> None:
@@ -119,12 +149,15 @@ def check_seed(seed: Any) -> None:
 def check_settings(cfg: DictConfig) -> tuple[jobs.JobKind, str, str]:
     """(the job's kind, its optimised score, that score's direction), after the checks that need neither data
     nor a built model: the kind and score names, the seed, the accelerator, the switches (`resume=no` would be a
-    word, and true)."""
+    word, and true), and a model=custom whose target is still to be named."""
     check_types(cfg, "", flags=("cache", "resume"))
     kind = jobs.load(cfg.task.kind)
     score, direction = kind.score(cfg.task.get("score"))
     check_seed(cfg.seed)
     check_accelerator(cfg.trainer)
+    if "model" in kind.reads and "model" in cfg and cfg.model.get("_target_", "???") == "???":
+        raise UserError("model=custom: name your LightningModule, model._target_=my_package.MyEncoder (README: Your "
+                        "own model)")
     return kind, score, direction
 
 
@@ -139,9 +172,8 @@ def job_cache(cfg: DictConfig) -> Cache | None:
 
 
 def build_data(cfg: DictConfig) -> ImageDataModule:
-    """The data module (no I/O yet: setup() loads), its settings' types checked against its constructor's hints."""
-    check_against_hints(cfg.data, "data", get_class(cfg.data._target_))
-    return instantiate(cfg.data)
+    """The data module (no I/O yet: setup() loads), its settings checked (`errors.build`)."""
+    return build("data", cfg.data)
 
 
 def check_job(cfg: DictConfig, loaded_data: dict[str, ImageDataModule]) -> None:
@@ -205,10 +237,10 @@ def job_counter(hydra_cfg: DictConfig, plan: dict[str, Any] | None) -> str | Non
     return f"job {hydra_cfg.job.num + 1} of {total if total is not None else '?'}"
 
 
-def job_code_version(kind: jobs.JobKind, cfg: DictConfig) -> str:
-    """The code that shapes this job's results: its kind's module and every module of this package the
-    config names as a `_target_` (model, data, reducer, clusterer), with what they import."""
-    targets = [module_of_target(t) for t in config_targets(resolved(cfg))]
+def job_code_version(kind: jobs.JobKind, settings: dict[str, Any]) -> str:
+    """The code that shapes this job's results: its kind's module and every module the settings it reads name as
+    a `_target_` (model, data, reducer, clusterer; yours too), with what they import."""
+    targets = [module_of_target(t) for t in config_targets(settings)]
     return code_version(f"{jobs.__name__}.{kind.name}", *kind.code, *targets)
 
 

@@ -1,10 +1,11 @@
 """Reducers: scikit-learn's PCA is used as it is; openTSNE needs an adapter, because its `fit` returns an
 embedding object rather than following scikit-learn's conventions.
 
-`OpenTSNE` (here) and `ExactTSNE` (tsne.py) are scikit-learn estimators in full: parameters declared in
-`_parameter_constraints` and validated by scikit-learn's own machinery, `get_params`/`set_params`/`clone`,
-`fit` and `fit_transform`, `n_features_in_`, `embedding_`, and a place in a `Pipeline`. Like scikit-learn's
-TSNE they have no `transform`: t-SNE embeds the points it was fit on.
+`OpenTSNE` (here), `ExactTSNE` and `SampledTSNE` (tsne.py) are scikit-learn estimators in full:
+`get_params`/`set_params`/`clone`, `fit` and `fit_transform`, `n_features_in_`, `embedding_`,
+`get_feature_names_out`, and a place in a `Pipeline`. Like scikit-learn's TSNE they have no `transform`: t-SNE
+embeds the points it was fit on. Their parameters are checked by `check_params` (`CheckedParams`, with
+scikit-learn's public `check_scalar`), first thing in `fit` and in the cluster job's pre-flight.
 
 `neighbour_mean` is what the cluster job does to the codes before any reducer (`task.smooth_neighbors`).
 """
@@ -12,29 +13,74 @@ TSNE they have no `transform`: t-SNE embeds the points it was fit on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import openTSNE
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
+from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from experiments.console import progress_bar
 
 log = logging.getLogger(__name__)
 
-# The parameters both t-SNE estimators share, as scikit-learn validates them.
-TSNE_CONSTRAINTS: dict = {
-    "n_components": [Interval(Integral, 1, None, closed="left")],
-    "perplexity": [Interval(Real, 0, None, closed="neither")],
-    "n_iter": [Interval(Integral, 1, None, closed="left")],
-    "early_exaggeration_iter": [Interval(Integral, 0, None, closed="left")],
-    "learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-    "random_state": ["random_state"],
-    "verbose": ["boolean"],
+Rule = Callable[[str, Any], None]  # (parameter name, value) -> None, or ValueError / TypeError naming it
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, bounds: str = "both",
+           or_words: tuple[str, ...] = ()) -> Rule:
+    """A whole (`Integral`) or real (`Real`) number within [low, high] (`bounds`: scikit-learn's
+    include_boundaries), or one of `or_words`."""
+    def rule(name: str, value: Any) -> None:
+        if not (isinstance(value, str) and value in or_words):
+            check_scalar(value, name, kind, min_val=low, max_val=high, include_boundaries=bounds)
+    return rule
+
+
+def word(*options: str) -> Rule:
+    def rule(name: str, value: Any) -> None:
+        if value not in options:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(options)}")
+    return rule
+
+
+def flag(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} must be true or false")
+
+
+def random_state(name: str, value: Any) -> None:
+    try:
+        check_random_state(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} must be None, a whole number or a numpy RandomState") from None
+
+
+class CheckedParams:
+    """An estimator of this package that checks its own parameters: `check_params()` raises ValueError or TypeError
+    naming the first bad one. Its `fit` calls it first (scikit-learn's convention: nothing is checked in __init__),
+    and the cluster job's pre-flight calls it before any training."""
+
+    parameter_rules: ClassVar[dict[str, Rule]] = {}
+
+    def check_params(self) -> None:
+        for name, rule in self.parameter_rules.items():
+            rule(name, getattr(self, name))
+
+
+# The parameters every t-SNE estimator here shares.
+TSNE_RULES: dict[str, Rule] = {
+    "n_components": number(Integral, 1),
+    "perplexity": number(Real, 0, bounds="neither"),
+    "n_iter": number(Integral, 1),
+    "early_exaggeration_iter": number(Integral, 0),
+    "learning_rate": number(Real, 0, bounds="neither", or_words=("auto",)),
+    "random_state": random_state,
+    "verbose": flag,
 }
 
 
@@ -75,8 +121,8 @@ class KLProgress:
         return False  # go on
 
 
-class TSNEBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """What the two t-SNE estimators share: `fit` through `fit_transform`, the input checks, the output size."""
+class TSNEBase(CheckedParams, TransformerMixin, BaseEstimator):
+    """What the t-SNE estimators share: `fit` through `fit_transform`, the input checks, the output's names."""
 
     def fit(self, X: np.ndarray, y: None = None) -> TSNEBase:
         """Fit X into an embedded space (`embedding_`)."""
@@ -85,14 +131,16 @@ class TSNEBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 
     def checked_input(self, X: np.ndarray) -> np.ndarray:
         """X as float64 (n_samples, n_features), finite, with enough points for the perplexity."""
-        self._validate_params()
+        self.check_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         check_perplexity(self.perplexity, len(X))
         return X
 
-    @property
-    def _n_features_out(self) -> int:
-        return self.embedding_.shape[1]
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The embedding's columns: opentsne0, opentsne1, ... (scikit-learn's naming of new features)."""
+        check_is_fitted(self, "embedding_")
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.embedding_.shape[1])], dtype=object)
 
 
 class OpenTSNE(TSNEBase):
@@ -103,11 +151,11 @@ class OpenTSNE(TSNEBase):
     `kl_divergence_`.
     """
 
-    _parameter_constraints: ClassVar[dict] = {
-        **TSNE_CONSTRAINTS,
-        "initialization": [StrOptions({"pca", "spectral", "random"})],
-        "negative_gradient_method": [StrOptions({"auto", "fft", "bh"})],
-        "n_jobs": [Integral],
+    parameter_rules: ClassVar[dict[str, Rule]] = {
+        **TSNE_RULES,
+        "initialization": word("pca", "spectral", "random"),
+        "negative_gradient_method": word("auto", "fft", "bh"),
+        "n_jobs": number(Integral),
     }
 
     def __init__(

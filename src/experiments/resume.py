@@ -18,8 +18,7 @@ from experiments.fingerprint import settings_key
 
 log = logging.getLogger(__name__)
 
-# Settings that change where a job runs, where it logs or how it shows things, not what it computes.
-NOT_IN_RESULTS_KEY = {"resume", "cache", "cache_dir", "logger", "plots"}
+# Settings of the groups a job reads that change how it shows things, not what it computes.
 NOT_IN_RESULTS_KEY_OF = {
     "trainer": {"enable_progress_bar", "enable_model_summary", "log_every_n_steps"},
     "task": {"score"},  # which score a sweeper optimises: every score is in results.json whatever it is
@@ -58,13 +57,11 @@ def sweep_name(argv: list[str] | None = None) -> str:
     return f"{readable}-{hashlib.sha1(' '.join(kept).encode()).hexdigest()[:8]}"
 
 
-def results_key(config: dict[str, Any], data_digest: str) -> str:
-    """The hash of what shapes a job's results: its resolved config less where it logs and how it shows
-    things, and the content of its data files."""
+def results_key(settings: dict[str, Any], data_digest: str) -> str:
+    """The hash of what shapes a job's results: the settings its kind reads (`JobKind.settings`: never the logger,
+    the launcher or the plots) less how training is shown, and the content of its data files."""
     kept = {}
-    for key, value in config.items():
-        if key in NOT_IN_RESULTS_KEY:
-            continue
+    for key, value in settings.items():
         if key in NOT_IN_RESULTS_KEY_OF and isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in NOT_IN_RESULTS_KEY_OF[key]}
         kept[key] = value

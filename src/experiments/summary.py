@@ -1,8 +1,10 @@
-"""The table of a whole sweep, built from each job's results.json (so it works whatever ran the jobs).
+"""The table of a whole sweep, built from each job's results.json alone (so it works whatever ran the jobs, and
+`python -m experiments.report` imports neither torch nor Lightning).
 
-Each job's results.json says its kind, its optimised score and whether higher or lower is better; the
-kind (experiments/jobs/) declares the table's columns. A sweep of one kind writes summary.csv and
-summary.md; a sweep mixing kinds writes one pair per kind (summary-<kind>.csv, ...).
+Each job's results.json says its kind, its optimised score and whether higher or lower is better, and how its kind
+tabulates it (`table`: the scores and their directions, the columns, the columns that label a job; declared by the
+kind, experiments/jobs/). A sweep of one kind writes summary.csv and summary.md; a sweep mixing kinds writes one
+pair per kind (summary-<kind>.csv, ...).
 """
 
 from __future__ import annotations
@@ -10,28 +12,36 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import statistics
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from experiments import jobs, pipeline, plots
-from experiments.errors import UserError
+from experiments import plots
 from experiments.files import atomic_path, write_csv, write_text
-from experiments.launch import check_ddp, check_launcher, read_sweep_plan, sweep_plan, write_sweep_plan
-from experiments.tracking import RunIdentity, is_wandb, start_wandb_run, sweep_group
 
 log = logging.getLogger(__name__)
 
+MAX, MIN = "max", "min"  # as experiments.jobs declares a score's direction
+
 # Every table ends with these, whatever the kind.
 COMMON_COLUMNS = [("seconds", "seconds"), ("job", "job")]
+
+
+@dataclass(frozen=True)
+class KindTable:
+    """How a kind's jobs are tabulated, as its results.json says (`JobKind.table`)."""
+
+    name: str
+    scores: dict[str, str]  # score -> "max" or "min"
+    columns: list[tuple[str, str]]  # (header, results.json key)
+    labelled_by: tuple[str, ...]  # the headers that name a job in the scores plot
+
+    @staticmethod
+    def of(results: dict[str, Any]) -> KindTable:
+        table = results["table"]
+        return KindTable(results["kind"], dict(table["scores"]), [tuple(c) for c in table["columns"]],
+                         tuple(table["labelled_by"]))
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -43,6 +53,9 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError) as e:
             log.warning("summary: skipping unreadable %s (%s)", path, e)
             continue
+        if not isinstance(results, dict) or not {"kind", "table"} <= results.keys():
+            log.warning("summary: skipping %s, not written by this version (no kind or table)", path)
+            continue
         results["job"] = str(path.parent.relative_to(sweep_dir))
         rows.append(results)
     return rows
@@ -53,7 +66,7 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def columns_for(kind: jobs.JobKind, score: str) -> list[tuple[str, str]]:
+def columns_for(kind: KindTable, score: str) -> list[tuple[str, str]]:
     """The kind's columns with the optimised score's first, then the common ones."""
     columns = list(kind.columns)
     ranked = [c for c in columns if c[1] == score] or [(score, score)]
@@ -92,13 +105,13 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
 class Table:
     """One kind's table of a sweep."""
 
-    def __init__(self, kind: jobs.JobKind, results: list[dict[str, Any]]) -> None:
+    def __init__(self, kind: KindTable, results: list[dict[str, Any]]) -> None:
         self.kind, self.results = kind, results
-        self.score = results[0].get("score") or kind.score()[0]
-        direction = results[0].get("score_direction") or kind.scores.get(self.score, jobs.MAX)
+        self.score = results[0].get("score") or next(iter(kind.scores))
+        direction = results[0].get("score_direction") or kind.scores.get(self.score, MAX)
         self.columns = columns_for(kind, self.score)
         self.names = [name for name, _ in self.columns]
-        self.lower_is_better = direction == jobs.MIN
+        self.lower_is_better = direction == MIN
         self.rows = summary_rows(results, self.columns, self.lower_is_better)
         # A sweep over seeds also gets the mean and spread of each configuration.
         self.by_seed = SeedTable(self) if len({r.get("seed") for r in results}) > 1 else None
@@ -107,8 +120,8 @@ class Table:
 def sweep_tables(results: list[dict[str, Any]]) -> list[Table]:
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        by_kind.setdefault(r.get("kind", "cluster"), []).append(r)
-    return [Table(jobs.load(name), group) for name, group in sorted(by_kind.items())]
+        by_kind.setdefault(r["kind"], []).append(r)
+    return [Table(KindTable.of(group[-1]), group) for _, group in sorted(by_kind.items())]
 
 
 def settings_but_seed(r: dict[str, Any]) -> frozenset[str]:
@@ -179,78 +192,19 @@ def save_figure(path: Path, figure: Any) -> None:
     plots.plt.close(figure)
 
 
-class SweepSummary(Callback):
-    """Hydra callback: launcher settings and every job checked before a multirun; its tables on disk after each
-    job, and with their figures and in W&B after the sweep. `check_jobs=False` leaves each job to check itself
-    where it runs: for a cluster whose machines hold data this one does not
-    (`hydra.callbacks.sweep_summary.check_jobs=false`)."""
+def wandb_tables(tables: list[Table]) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The sweep's tables by the names they take in its W&B summary run."""
+    out: dict[str, tuple[list[str], list[list[Any]]]] = {}
+    for table in tables:
+        name = "summary" if len(tables) == 1 else f"summary-{table.kind.name}"
+        out[name] = (table.names, table.rows)
+        if table.by_seed is not None:
+            out[name.replace("summary", "summary_by_seed")] = (table.by_seed.names, table.by_seed.rows)
+    return out
 
-    def __init__(self, check_jobs: bool = True) -> None:
-        self.check_jobs = check_jobs
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            check_launcher(config.hydra)
-            if config.trainer.get("strategy") == "ddp":
-                check_ddp(jobs.load(config.task.kind), True, config.hydra.launcher, config.trainer)
-            started = time.perf_counter()
-            checked = pipeline.check_sweep(config) if self.check_jobs else None
-        except UserError as e:  # outside the task function: say it in one line here (as __main__ does)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        if checked is not None:
-            log.info("the %d jobs' settings checked in %.1fs", checked, time.perf_counter() - started)
-        plan = sweep_plan(config.hydra)
-        write_sweep_plan(Path(config.hydra.sweep.dir), plan)
-        log.info("sweep of %s jobs over %s", plan["jobs"] if plan["jobs"] is not None else "?",
-                 ", ".join(plan["swept"]) or "nothing")
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """The tables of the jobs finished so far, after each job of a sweep: a sweep cut short (a failed job,
-        which Hydra reports only once the others have run, or a kill) keeps the table of what finished, and a
-        long one can be read as it runs."""
-        if config.hydra.mode != RunMode.MULTIRUN:
-            return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            tables = write_summary(sweep_dir, figures=False)
-        except OSError as e:  # a table that cannot be written now (a full disk) must not stop the sweep's jobs
-            log.warning("the sweep's table was not written after job %d: %s", config.hydra.job.num + 1, e)
-            return
-        if job_return.status == JobStatus.FAILED:
-            failed = f"{pipeline.job_counter(config.hydra, read_sweep_plan(sweep_dir))} failed"
-            finished = sum(len(t.rows) for t in tables)
-            if finished:
-                log.warning("%s; the table of the %d finished so far: %s", failed, finished, sweep_dir / "summary.md")
-            else:
-                log.warning("%s; no job has finished yet", failed)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        tables = write_summary(sweep_dir)
-        log.info("sweep summary of %d jobs: %s", sum(len(t.rows) for t in tables), sweep_dir / "summary.md")
-        if not tables or not is_wandb(config.logger):
-            return
-        sweep = config.hydra.runtime.choices.get("sweep")
-        identity = RunIdentity("summary", sweep_group(sweep_dir), "summary", [f"sweep={sweep}"] if sweep else [])
-        run = start_wandb_run(config.logger, sweep_dir, identity, config={"sweep_dir": str(sweep_dir)})
-        import wandb
-
-        for table in tables:
-            name = "summary" if len(tables) == 1 else f"summary-{table.kind.name}"
-            run.log({name: wandb.Table(columns=table.names,
-                                       data=[[str(v) if isinstance(v, list) else v for v in row] for row in table.rows])})
-            if table.by_seed is not None:
-                run.log({name.replace("summary", "summary_by_seed"): wandb.Table(columns=table.by_seed.names,
-                                                                                 data=table.by_seed.rows)})
-        with_curves = [r for t in tables for r in t.results if r.get("curves")]
-        if with_curves:  # every job's eval loss per epoch in one W&B chart
-            run.log({"loss_curves": wandb.plot.line_series(
-                xs=[[row["epoch"] for row in r["curves"]] for r in with_curves],
-                ys=[[row.get("val/loss") for row in r["curves"]] for r in with_curves],
-                keys=[f"job {r['job']}: loss={r.get('loss')} lr={r.get('lr')}" for r in with_curves],
-                title="eval loss per epoch", xname="epoch",
-            )})
-        run.finish()
+def loss_curves(tables: list[Table]) -> dict[str, tuple[list[float], list[float | None]]]:
+    """Each trained job's eval loss per epoch: "job J: loss=L lr=R" -> (epochs, losses)."""
+    return {f"job {r['job']}: loss={r.get('loss')} lr={r.get('lr')}": ([row["epoch"] for row in r["curves"]],
+                                                                      [row.get("val/loss") for row in r["curves"]])
+            for t in tables for r in t.results if r.get("curves")}

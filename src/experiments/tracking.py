@@ -4,6 +4,10 @@ The W&B run is started here with `wandb.init` (named, tagged, typed by the job's
 Lightning's WandbLogger. In a multirun every job's run and the sweep's summary run are written under
 SWEEP_DIR/wandb/, one workspace: `wandb leet SWEEP_DIR/wandb` shows them side by side and
 `wandb sync SWEEP_DIR/wandb/offline-run-*` uploads them. A single run keeps its own under the job folder.
+
+This is the one module that imports `wandb`: the jobs draw their charts through `Tracker`'s methods. A job kind's
+scores have their best value (`summary="max"|"min"`) as the kind declares it (`JobKind.scores`); the training
+curves keep W&B's default summary, their last value.
 """
 
 from __future__ import annotations
@@ -25,20 +29,6 @@ from experiments.files import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 
-# A metric's best value, from its name: lower for losses and errors, higher for accuracies and scores.
-LOWER_IS_BETTER = ("loss", "mse", "nmse", "error", "objective", "kl", "gap", "risk")
-HIGHER_IS_BETTER = ("acc", "score", "psnr", "nmi", "ari")
-
-
-def best_of(name: str) -> str | None:
-    """"min", "max" or None (no direction): the summary W&B keeps of a metric."""
-    last = name.rsplit("/", 1)[-1].lower()
-    if any(word in last for word in LOWER_IS_BETTER):
-        return "min"
-    if any(word in last for word in HIGHER_IS_BETTER):
-        return "max"
-    return None
-
 
 @dataclass
 class RunIdentity:
@@ -48,28 +38,7 @@ class RunIdentity:
     group: str | None
     job_type: str
     tags: list[str] = field(default_factory=list)
-    declared: dict[str, str] = field(default_factory=dict)  # metric -> "min"/"max", from the job kind
-
-
-class WandbRunLogger(WandbLogger):
-    """Lightning's WandbLogger over a run started by `start_wandb_run`, declaring each metric's best value
-    (`define_metric(summary="min"|"max")`) the first time it is logged."""
-
-    def __init__(self, experiment: Any, **kwargs: Any) -> None:
-        super().__init__(experiment=experiment, **kwargs)
-        self._declared: set[str] = set()
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.declare(metrics)
-        super().log_metrics(metrics, step)
-
-    def declare(self, names: Any) -> None:
-        """`define_metric` with the best value's direction for each name not seen before."""
-        for name in names:
-            if name not in self._declared:
-                self._declared.add(name)
-                if (summary := best_of(name)) is not None:
-                    self.experiment.define_metric(name, summary=summary)
+    declared: dict[str, str] = field(default_factory=dict)  # score -> "max"/"min": the job kind's `scores`
 
 
 def close_leftover_wandb_run() -> None:
@@ -120,7 +89,7 @@ def start_wandb_run(logger_cfg: DictConfig, root: Path, identity: RunIdentity, c
 
 
 def is_wandb(logger_cfg: DictConfig | None) -> bool:
-    return bool(logger_cfg) and str(logger_cfg.get("_target_", "")).endswith(("WandbLogger", "WandbRunLogger"))
+    return bool(logger_cfg) and str(logger_cfg.get("_target_", "")).endswith("WandbLogger")
 
 
 def make_logger(logger_cfg: DictConfig, root: Path, identity: RunIdentity, config: dict,
@@ -131,7 +100,7 @@ def make_logger(logger_cfg: DictConfig, root: Path, identity: RunIdentity, confi
         return None
     if is_wandb(logger_cfg):
         run = start_wandb_run(logger_cfg, root, identity, config, run_id)
-        return WandbRunLogger(experiment=run, log_model=False)  # models go to W&B as artifacts (Tracker.log_model)
+        return WandbLogger(experiment=run, log_model=False)  # models go to W&B as artifacts (Tracker.log_model)
     return instantiate(logger_cfg, save_dir=str(root))
 
 
@@ -150,7 +119,7 @@ class Tracker:
 
     @property
     def wandb_run(self) -> Any | None:
-        return self.logger.experiment if isinstance(self.logger, WandbRunLogger) else None
+        return self.logger.experiment if isinstance(self.logger, WandbLogger) else None
 
     @property
     def wandb_dir(self) -> str | None:
@@ -161,11 +130,34 @@ class Tracker:
         if self.logger is not None:
             self.logger.log_metrics(metrics, step=step)
 
-    def log(self, values: dict[str, Any]) -> None:
-        """Anything W&B takes (charts, tables, media), straight to the run."""
+    def log_confusion_matrix(self, name: str, truth: list[int], predicted: list[int], class_names: list[str]) -> None:
+        """W&B's interactive confusion matrix (a custom chart), beside the PNG a job draws with log_figure."""
+        if self.figures and self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({name: wandb.plot.confusion_matrix(y_true=truth, preds=predicted,
+                                                                  class_names=class_names)})
+
+    def log_line_series(self, name: str, curves: dict[str, list[float]], title: str, xname: str) -> None:
+        """Several curves, each against 1, 2, 3, ..., as one W&B line chart."""
         if self.wandb_run is not None:
-            self.logger.declare(values)
-            self.wandb_run.log(values)
+            import wandb
+
+            names = list(curves)
+            self.wandb_run.log({name: wandb.plot.line_series(
+                xs=[list(range(1, len(curves[n]) + 1)) for n in names], ys=[curves[n] for n in names], keys=names,
+                title=title, xname=xname)})
+
+    def log_series(self, prefix: str, step: str, rows: list[dict[str, float]]) -> None:
+        """Metrics against an axis of their own (`PREFIX/STEP`, e.g. a solver's iteration), not the training
+        step: each row logged as PREFIX/key, its x-axis its value of `step`."""
+        run = self.wandb_run
+        if run is None:
+            return
+        run.define_metric(f"{prefix}/{step}")
+        run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/{step}")
+        for row in rows:
+            run.log({f"{prefix}/{key}": value for key, value in row.items() if value is not None})
 
     def log_figure(self, name: str, draw: Callable[..., Figure], *args: Any) -> Path | None:
         """Draw the figure (`draw(*args)`, only where figures are on), save `plots/<name>.png` and log it to
@@ -237,6 +229,25 @@ class Tracker:
             self.logger.experiment.finish(exit_code=1 if failed else 0)
         else:
             self.logger.finalize("failed" if failed else "success")
+
+
+def log_sweep_summary(logger_cfg: DictConfig, sweep_dir: Path, sweep: str | None,
+                      tables: dict[str, tuple[list[str], list[list[Any]]]],
+                      curves: dict[str, tuple[list[float], list[float | None]]]) -> None:
+    """The sweep's summary run in its W&B workspace: each table (name -> (columns, rows)) as a W&B table, and the
+    jobs' eval loss per epoch (job -> (epochs, losses)) in one chart."""
+    import wandb
+
+    identity = RunIdentity("summary", sweep_group(sweep_dir), "summary", [f"sweep={sweep}"] if sweep else [])
+    run = start_wandb_run(logger_cfg, sweep_dir, identity, config={"sweep_dir": str(sweep_dir)})
+    for name, (columns, rows) in tables.items():
+        run.log({name: wandb.Table(columns=columns, data=[[str(v) if isinstance(v, list) else v for v in row]
+                                                          for row in rows])})
+    if curves:
+        run.log({"loss_curves": wandb.plot.line_series(
+            xs=[epochs for epochs, _ in curves.values()], ys=[losses for _, losses in curves.values()],
+            keys=list(curves), title="eval loss per epoch", xname="epoch")})
+    run.finish()
 
 
 def to_uint8_pixels(image: np.ndarray, min_height: int = 96) -> np.ndarray:

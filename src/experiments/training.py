@@ -23,6 +23,7 @@ from experiments.console import LIGHTNING_INFO, quiet
 from experiments.data import ImageDataModule
 from experiments.errors import UserError, check_types, one_line
 from experiments.fingerprint import code_version, module_of_target, settings_key
+from experiments.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Job:
     dir: Path
     choices: dict[str, str]  # the chosen option of each config group (model=..., reducer=...)
     data: ImageDataModule | None  # None when the kind needs no data
-    tracker: Any  # tracking.Tracker
+    tracker: Tracker
     timer: StageTimer
     cache: Cache | None
     key: str  # settings and code of this job's results: names its checkpoints
@@ -167,8 +168,10 @@ def train_model(trainer_cfg: DictConfig, model: pl.LightningModule, logger: Any,
         log.info("resuming training from %s", checkpoint)
         start_from = checkpoint
     with warnings.catch_warnings():
-        # In-memory tensors need no loader workers; Lightning suggests them regardless.
+        # In-memory tensors need no loader workers; Lightning suggests them regardless. A model without a
+        # validation_step (one of yours) has no validation curve: nothing to warn about.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*val_dataloader` but have no `validation_step`.*")
         try:
             trainer.fit(model, ckpt_path=start_from, weights_only=False, **fit_args)
         except SystemExit:  # how Lightning ends the process after Ctrl-C, once it has torn the epoch down

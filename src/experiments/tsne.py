@@ -28,12 +28,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from experiments.accelerators import device_for
 from experiments.console import progress_bar
 from experiments.derivations import squared_distances, student_t_repulsion, tsne_gradient_parts
-from experiments.reduce import TSNE_CONSTRAINTS, TSNEBase
+from experiments.reduce import TSNE_RULES, Rule, TSNEBase, number, word
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +91,14 @@ class TorchTSNE(TSNEBase):
     """What the two torch estimators share: the parameters of the optimisation (ExactTSNE's are these),
     the PCA start and the gradient descent with momentum and gains. A subclass builds its `objective`."""
 
-    _parameter_constraints: ClassVar[dict] = {
-        **TSNE_CONSTRAINTS,
-        "early_exaggeration": [Interval(Real, 1, None, closed="left")],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "min_gain": [Interval(Real, 0, None, closed="left")],
-        "accelerator": [StrOptions({"cpu", "gpu", "cuda", "auto"})],
-        "chunk_size": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions({"float32", "float64"})],
+    parameter_rules: ClassVar[dict[str, Rule]] = {
+        **TSNE_RULES,
+        "early_exaggeration": number(Real, 1),
+        "momentum": number(Real, 0, 1, bounds="left"),
+        "min_gain": number(Real, 0),
+        "accelerator": word("cpu", "gpu", "cuda", "auto"),
+        "chunk_size": number(Integral, 1),
+        "dtype": word("float32", "float64"),
     }
 
     KL_EVERY = 50  # iterations between the KL shown on the progress bar
@@ -339,10 +338,10 @@ class SampledTSNE(TorchTSNE):
     nearest-neighbour affinities and a sampled, exactly re-anchored repulsion (the module's docstring).
     `affinities_` is the joint P as a sparse CSR matrix."""
 
-    _parameter_constraints: ClassVar[dict] = {
-        **TorchTSNE._parameter_constraints,
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "refresh_every": [Interval(Integral, 1, None, closed="left")],
+    parameter_rules: ClassVar[dict[str, Rule]] = {
+        **TorchTSNE.parameter_rules,
+        "n_samples": number(Integral, 1),
+        "refresh_every": number(Integral, 1),
     }
     name = "sampled t-SNE"
 

@@ -6,17 +6,24 @@ numba functions compile in every new process. For N2D's 70,000 codes of size 10 
 15 numbers), with the same clusters after it (README, Results). Above `EXACT_UP_TO` points, where the exact
 search grows faster than the approximate one (16 s for 100,000 codes of size 10, 54 s for 200,000), umap-learn's
 own search runs as before.
+
+umap-learn checks its parameters only inside `fit`, after the rest of a job's work: `check_params` checks the ones a
+config sets (`CheckedParams`), for the cluster job's pre-flight; `fit` still runs umap-learn's own checks.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import umap
 from sklearn.neighbors import NearestNeighbors
+from umap.distances import named_distances
+
+from experiments.reduce import CheckedParams, Rule, number, random_state
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +33,35 @@ EXACT_METRICS = frozenset({"euclidean", "l2", "manhattan", "l1", "taxicab", "che
 SKLEARN_NAMES = {"taxicab": "manhattan", "linfinity": "chebyshev"}
 
 
-class UMAP(umap.UMAP):
+def metric(name: str, value: Any) -> None:
+    if isinstance(value, str) and value not in named_distances:
+        raise ValueError(f"{name}={value!r} is not one of umap-learn's metrics: use euclidean, cosine, manhattan, "
+                         "correlation, ... (umap.distances.named_distances lists them)")
+
+
+class UMAP(CheckedParams, umap.UMAP):
     """umap.UMAP, every parameter its own; only where the neighbours come from differs (see the module)."""
 
     EXACT_UP_TO = 100_000  # points
+    parameter_rules: ClassVar[dict[str, Rule]] = {
+        "n_neighbors": number(Integral, 2),
+        "n_components": number(Integral, 1),
+        "metric": metric,
+        "min_dist": number(Real, 0),
+        "spread": number(Real, 0, bounds="neither"),
+        "learning_rate": number(Real, 0, bounds="neither"),
+        "set_op_mix_ratio": number(Real, 0, 1),
+        "local_connectivity": number(Real, 0, bounds="neither"),
+        "negative_sample_rate": number(Integral, 0),
+        "random_state": random_state,
+    }
+
+    def check_params(self) -> None:
+        super().check_params()
+        if self.n_epochs is not None:
+            number(Integral, 0)("n_epochs", self.n_epochs)
+        if self.min_dist > self.spread:
+            raise ValueError(f"min_dist={self.min_dist} must not exceed spread={self.spread}")
 
     def fit(self, X: Any, y: Any = None, ensure_all_finite: bool = True, **kwargs: Any) -> UMAP:
         if not self.searches_exactly(X):

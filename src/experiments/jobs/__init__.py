@@ -1,14 +1,15 @@
 """Job kinds: what one `python -m experiments` job does, one module each.
 
-    cluster.py   train an encoder (autoencoder, sparse coding), reduce, cluster and score its codes
+    cluster/     train an encoder (autoencoder, sparse coding, your own), reduce, cluster and score its codes
     classify.py  train the MLP classifier and score it on held-out images
     lista.py     train learned ISTA and compare it with ISTA and FISTA after T steps
     deblur.py    deblur an image by ISTA and FISTA (no model)
 
-`task=NAME` chooses one (`conf/task/NAME.yaml`, whose `kind` names the module). Each module holds a `KIND`,
-a `JobKind` that declares in one place everything the rest of the framework needs to know: its scores and
-their direction, its sweep-table columns, whether it needs the data group, its pre-flight `check` and its
-`run`. Adding a kind is one module here and one config file in conf/task/.
+`task=NAME` chooses one (`conf/task/NAME.yaml`, whose `task.kind` names the module, and whose defaults choose the
+groups the kind reads: its model, trainer, reducer, ...). Each module holds a `KIND`, a `JobKind` that declares in
+one place everything the rest of the framework needs to know: the settings it reads, its scores and their
+direction, its sweep-table columns, its pre-flight `check` and its `run`. Adding a kind is one module here and one
+config file in conf/task/.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
 
 from experiments.errors import UserError
 
@@ -42,13 +45,16 @@ class JobKind:
     columns: list[tuple[str, str]]
     # Column headers that name a job in the sweep's scores plot.
     labelled_by: tuple[str, ...]
-    # Whether the job reads the data group (cfg -> bool).
-    needs_data: Callable[[DictConfig], bool]
     # Pre-flight: every error the config and the data's shape can reveal, raised as UserError before any
     # training and before a W&B run exists. Returns what `run` needs (built models, estimators, ...).
     check: Callable[[DictConfig, ImageDataModule | None], Any]
     # The stages: (job, what check returned) -> results.
     run: Callable[[Job, Any], dict[str, Any]]
+    # The config paths the job reads besides `seed` (and `data`, where it needs the data group): only these enter
+    # its results key and its code version, so changing the logger, the launcher or the plots reruns nothing.
+    reads: tuple[str, ...] = ("task",)
+    # Whether the job reads the data group (cfg -> bool).
+    needs_data: Callable[[DictConfig], bool] = field(default=lambda cfg: True)
     # Scores shown in the last log line, after the optimised one.
     shown: tuple[str, ...] = ()
     # The config groups whose choice tags its W&B runs (model=autoencoder, reducer=tsne, ...).
@@ -59,6 +65,18 @@ class JobKind:
     # None: the kind refuses ddp.
     ddp_worker: Callable[[DictConfig, Path, ImageDataModule, str], None] | None = field(default=None)
 
+    def settings(self, cfg: DictConfig) -> dict[str, Any]:
+        """What of `cfg` shapes this kind's results, resolved: the settings at `reads`, `data` when it needs the data
+        group, and the seed."""
+        paths = (*self.reads, *(("data",) if self.needs_data(cfg) else ()))
+        return {"seed": cfg.seed, **{path: to_plain(OmegaConf.select(cfg, path)) for path in paths}}
+
+    def table(self) -> dict[str, Any]:
+        """How a sweep tabulates this kind's results (written into each results.json, so that the summary needs no
+        job module: `python -m experiments.report` imports neither torch nor Lightning)."""
+        return {"scores": dict(self.scores), "columns": [list(c) for c in self.columns],
+                "labelled_by": list(self.labelled_by)}
+
     def score(self, requested: str | None = None) -> tuple[str, str]:
         """(the optimised score's key, "max" or "min"): `requested` (task.score), by default the kind's first."""
         name = requested or next(iter(self.scores))
@@ -66,6 +84,11 @@ class JobKind:
             raise UserError(f"task.score={name!r} is not a score of task={self.name}; use one of "
                             f"{', '.join(self.scores)}")
         return name, self.scores[name]
+
+
+def to_plain(value: Any) -> Any:
+    """A config node as plain, resolved values."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def load(name: str) -> JobKind:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from experiments import lasso, plots
 from experiments.accelerators import device_for
 from experiments.data import ImageDataModule
-from experiments.errors import UserError, check_types
+from experiments.errors import UserError, check_types, in_setting
 from experiments.files import write_csv
 from experiments.jobs import MAX, JobKind
 from experiments.training import Job
@@ -28,11 +28,12 @@ from experiments.training import Job
 log = logging.getLogger(__name__)
 
 
-def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
-    """The 1-D factor g of a normalised size x size Gaussian outer(g, g) (MATLAB's fspecial('gaussian', size, sigma))."""
-    if size < 1 or size % 2 == 0:
-        raise UserError(f"task.kernel_size must be odd and at least 1 (a centred kernel), got {size}")
-    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def gaussian_kernel(kernel_size: int, sigma: float) -> torch.Tensor:
+    """The 1-D factor g of a normalised kernel_size x kernel_size Gaussian outer(g, g) (MATLAB's
+    fspecial('gaussian', kernel_size, sigma))."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and at least 1 (a centred kernel), got {kernel_size}")
+    offsets = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     g = torch.exp(-(offsets**2) / (2 * sigma**2))
     return g / g.sum()
 
@@ -54,12 +55,10 @@ class Blur:
     def __init__(self, g: torch.Tensor, height: int, width: int) -> None:
         size = len(g)
         if size % 2 == 0 or size < 1:
-            raise UserError(f"task.kernel_size must be odd (a centred kernel), got {size}")
+            raise ValueError(f"kernel_size must be odd (a centred kernel), got {size}")
         if size > min(height, width):
-            raise UserError(
-                f"task.kernel_size={size} is larger than the {height}x{width} image; use a smaller kernel or a "
-                "larger task.size"
-            )
+            raise ValueError(f"kernel_size={size} is larger than the {height}x{width} image; use a smaller kernel or a "
+                             "larger image")
         self.pad = size // 2
         self.down, self.across = g.view(1, 1, size, 1), g.view(1, 1, 1, size)
         self.shape = (height, width)
@@ -88,12 +87,10 @@ class HaarBasis:
 
     def __init__(self, height: int, width: int, levels: int = 3) -> None:
         if levels < 1:
-            raise UserError(f"task.levels must be at least 1, got {levels}")
+            raise ValueError(f"levels must be at least 1, got {levels}")
         if height % 2**levels or width % 2**levels:
-            raise UserError(
-                f"task.basis=haar with {levels} levels needs height and width divisible by {2**levels}, got "
-                f"{height}x{width}; set task.size or use task.basis=identity"
-            )
+            raise ValueError(f"levels={levels}: a Haar basis of {levels} levels needs height and width divisible by "
+                             f"{2**levels}, got {height}x{width}; resize the image or use the identity basis")
         self.shape, self.levels = (height, width), levels
 
     def analysis(self, u: torch.Tensor) -> torch.Tensor:
@@ -213,8 +210,11 @@ def check(cfg: DictConfig, data: ImageDataModule | None) -> Plan:
     device, dtype = device_for(cfg.trainer.accelerator), getattr(torch, task.dtype)
     image = torch.from_numpy(load_image(task, data_image(task, data))).to(device, dtype)
     channels, height, width = image.shape
-    blur = Blur(gaussian_kernel(task.kernel_size, task.sigma).to(device, dtype), height, width)
-    operator = BlurInBasis(blur, make_basis(task.basis, height, width, task.levels))
+    try:
+        blur = Blur(gaussian_kernel(task.kernel_size, task.sigma).to(device, dtype), height, width)
+        operator = BlurInBasis(blur, make_basis(task.basis, height, width, task.levels))
+    except ValueError as e:  # the operators name their parameter; the task's settings have the same names
+        raise in_setting("task", e, task) from None
     return Plan(image.reshape(channels, -1).T, (channels, height, width), blur, operator)
 
 
@@ -314,13 +314,7 @@ def log_curves(job: Job, curves: dict[str, list[float]], optimum: float | None) 
     rows = [[i + 1] + [c[i] if i < len(c) else None for c in curves.values()] for i in range(n)]
     write_csv(job.dir / "curves.csv", ["iteration", *names], rows)
     job.tracker.log_figure("deblurring_curves", plots.solver_curves_figure, curves, optimum)
-    run = job.tracker.wandb_run
-    if run is not None:
-        run.define_metric("solver/iteration")
-        run.define_metric("solver/*", step_metric="solver/iteration")
-        for i, row in enumerate(rows):
-            job.tracker.log({"solver/iteration": i + 1,
-                             **{f"solver/{name}": value for name, value in zip(names, row[1:]) if value is not None}})
+    job.tracker.log_series("solver", "iteration", [dict(zip(["iteration", *names], row)) for row in rows])
 
 
 KIND = JobKind(
@@ -338,6 +332,7 @@ KIND = JobKind(
         ("objective_ista_at_1000", "objective_ista_at_1000"),
     ],
     labelled_by=("lam", "basis"),
+    reads=("task", "trainer.accelerator"),
     needs_data=lambda cfg: cfg.task.image == "data",
     check=check,
     run=run,

@@ -1,4 +1,4 @@
-"""task=lista (chosen by model=lista): Lasso problems -> the solver's codes -> train LISTA on them -> its code
+"""task=lista: Lasso problems (task.problem) -> the solver's codes -> train LISTA (model=lista) on them -> its code
 error after T layers against ISTA's and FISTA's after T iterations."""
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from experiments import lasso, plots
 from experiments.accelerators import device_for
 from experiments.cache import save_entry
 from experiments.data import ImageDataModule, batches
-from experiments.errors import UserError, check_types
+from experiments.errors import UserError, build, check_types, target_class
 from experiments.jobs import MIN, JobKind
 from experiments.models.learned_ista import LISTA, nmse_db
-from experiments.training import Job, check_trainer, train_model
+from experiments.training import Job, check_optimizer, check_trainer, train_model
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class LassoProblems:
@@ -61,7 +61,7 @@ def overcomplete_dct(patch_size: int, atoms: int) -> torch.Tensor:
 def check_dct_atoms(patch_size: int, atoms: int) -> None:
     per_axis = math.isqrt(atoms) if atoms >= 0 else 0
     if per_axis * per_axis != atoms or per_axis < patch_size:
-        raise UserError(f"model.problem.atoms={atoms} must be a square of at least patch_size^2 "
+        raise UserError(f"task.problem.atoms={atoms} must be a square of at least patch_size^2 "
                         f"({patch_size**2}) for the DCT dictionary, e.g. {4 * patch_size**2}")
 
 
@@ -69,7 +69,7 @@ def random_patches(images: torch.Tensor, size: int, count: int, generator: torch
     """`count` size x size patches (first channel) at random places of random images, as columns."""
     _, _, height, width = images.shape
     if size > min(height, width):
-        raise UserError(f"model.problem.patch_size={size} is larger than the {height}x{width} images")
+        raise UserError(f"task.problem.patch_size={size} is larger than the {height}x{width} images")
     which = torch.randint(len(images), (count,), generator=generator)
     top = torch.randint(height - size + 1, (count,), generator=generator)
     left = torch.randint(width - size + 1, (count,), generator=generator)
@@ -88,44 +88,49 @@ def patch_problems(data: ImageDataModule, patch_size: int, atoms: int, train_siz
 
 PROBLEMS = ("synthetic", "patches")
 TARGETS = ("solver", "truth")
-# Keys of the model config that describe the problems and the training, not LISTA's own parameters.
-JOB_KEYS = ("problem", "batch_size", "target")
 
 
 def check(cfg: DictConfig, data: ImageDataModule | None) -> None:
     """Every setting of the problems, the targets and LISTA itself, before any solving or training."""
-    if not issubclass(get_class(cfg.model._target_), LISTA):
+    target = target_class("model", cfg.model)
+    if not (isinstance(target, type) and issubclass(target, LISTA)):
         raise UserError(f"task=lista trains learned ISTA, and {cfg.model._target_} is not it; use model=lista")
-    model, problem = cfg.model, cfg.model.problem
-    check_types(model, "model", whole=("layers", "batch_size"), real=("lam", "lr"))
-    check_types(problem, "model.problem", whole=("train_size", "test_size", "target_iterations", "compare_iterations",
-                                                 "rows", "atoms", "patch_size"), real=("target_tol", "nonzeros"))
+    task, problem = cfg.task, cfg.task.problem
+    check_types(task, "task", whole=("batch_size",), real=("lam",))
+    check_types(problem, "task.problem", whole=("train_size", "test_size", "target_iterations", "compare_iterations",
+                                                "rows", "atoms", "patch_size"), real=("target_tol", "nonzeros"))
     if problem.kind not in PROBLEMS:
-        raise UserError(f"model.problem.kind={problem.kind!r} is not one of {', '.join(PROBLEMS)}")
-    if model.target not in TARGETS or (model.target == "truth" and problem.kind != "synthetic"):
-        raise UserError(f"model.target={model.target!r}: use solver, or truth with model.problem.kind=synthetic")
-    if model.layers < 1:
-        raise UserError(f"model.layers must be at least 1, got {model.layers}")
-    if model.lam < 0 or model.lr <= 0:
-        raise UserError(f"model.lam must be >= 0 and model.lr > 0, got {model.lam} and {model.lr}")
-    if model.batch_size < 1:
-        raise UserError(f"model.batch_size must be at least 1, got {model.batch_size}")
+        raise UserError(f"task.problem.kind={problem.kind!r} is not one of {', '.join(PROBLEMS)}")
+    if task.target not in TARGETS or (task.target == "truth" and problem.kind != "synthetic"):
+        raise UserError(f"task.target={task.target!r}: use solver, or truth with task.problem.kind=synthetic")
+    if task.lam < 0:
+        raise UserError(f"task.lam must be >= 0, got {task.lam}")
+    if task.batch_size < 1:
+        raise UserError(f"task.batch_size must be at least 1, got {task.batch_size}")
     if min(problem.train_size, problem.test_size) < 1:
-        raise UserError("model.problem.train_size and test_size must be at least 1")
+        raise UserError("task.problem.train_size and test_size must be at least 1")
     if min(problem.target_iterations, problem.compare_iterations) < 1 or problem.target_tol < 0:
-        raise UserError("model.problem.target_iterations and compare_iterations must be at least 1, target_tol >= 0")
+        raise UserError("task.problem.target_iterations and compare_iterations must be at least 1, target_tol >= 0")
+    rows = check_problem_size(problem, data)
+    # LISTA itself, on a stand-in dictionary of the problems' shape (the real one is drawn in run)
+    check_optimizer(build("model", cfg.model, dictionary=torch.eye(rows, problem.atoms), lam=task.lam))
     check_trainer(cfg.trainer)
+
+
+def check_problem_size(problem: DictConfig, data: ImageDataModule | None) -> int:
+    """The problems' sizes against each other (and the images'); returns the signals' length."""
     if problem.kind == "synthetic":
         if not 0 < problem.nonzeros <= 1:
-            raise UserError(f"model.problem.nonzeros must be a fraction in (0, 1], got {problem.nonzeros}")
+            raise UserError(f"task.problem.nonzeros must be a fraction in (0, 1], got {problem.nonzeros}")
         if min(problem.rows, problem.atoms) < 1:
-            raise UserError("model.problem.rows and atoms must be at least 1")
-    else:
-        assert data is not None
-        check_dct_atoms(problem.patch_size, problem.atoms)
-        _, _, height, width = data.fit_images.shape
-        if not 1 <= problem.patch_size <= min(height, width):
-            raise UserError(f"model.problem.patch_size={problem.patch_size} does not fit the {height}x{width} images")
+            raise UserError("task.problem.rows and atoms must be at least 1")
+        return problem.rows
+    assert data is not None
+    check_dct_atoms(problem.patch_size, problem.atoms)
+    _, _, height, width = data.fit_images.shape
+    if not 1 <= problem.patch_size <= min(height, width):
+        raise UserError(f"task.problem.patch_size={problem.patch_size} does not fit the {height}x{width} images")
+    return problem.patch_size**2
 
 
 def make_problems(problem: DictConfig, data: ImageDataModule | None, seed: int) -> LassoProblems:
@@ -174,83 +179,96 @@ def iterate_errors(problems: LassoProblems, lam: float, method: str, iterations:
     return errors
 
 
-def run(job: Job, plan: None) -> dict[str, Any]:
-    cfg, timer, tracker = job.cfg, job.timer, job.tracker
-    problem, lam, layers = cfg.model.problem, cfg.model.lam, cfg.model.layers
-    device = device_for(cfg.trainer.accelerator)  # targets, training and comparisons all run there
-    with timer("problems"):
-        problems = make_problems(problem, job.data, cfg.seed)
-    with timer("targets"):
-        solved = {"test": solver_codes(problems, problems.test, lam, problem, device)}
-        targets_device = str(solved["test"].x.device)
-        test_targets = solved["test"].x.cpu()
-        if cfg.model.target == "solver":
-            solved["train"] = solver_codes(problems, problems.train, lam, problem, device)
-            train_targets, val_targets = solved["train"].x.cpu(), test_targets
-        else:  # the literature's supervised setting
-            train_targets, val_targets = problems.train_truth, problems.test_truth
+@dataclass
+class Targets:
+    """What LISTA is trained on and scored against: the solver's codes or the true x."""
 
-    model = instantiate(DictConfig({k: v for k, v in cfg.model.items() if k not in JOB_KEYS}), dictionary=problems.dictionary)
-    with timer("fit"):
+    train: torch.Tensor  # (n, N): what it learns to output for the training signals
+    validation: torch.Tensor  # (n, N_test): its validation targets
+    references: dict[str, torch.Tensor]  # "solver" (and "truth" where known) -> (n, N_test): what it is compared to
+    converged: bool  # FISTA reached target_tol for every target it computed
+    device: str  # where FISTA computed them
+
+
+def run(job: Job, plan: None) -> dict[str, Any]:
+    cfg, task = job.cfg, job.cfg.task
+    device = device_for(cfg.trainer.accelerator)  # targets, training and comparisons all run there
+    with job.timer("problems"):
+        problems = make_problems(task.problem, job.data, cfg.seed)
+    with job.timer("targets"):
+        targets = solver_targets(problems, task, device)
+    model = build("model", cfg.model, dictionary=problems.dictionary, lam=task.lam)
+    with job.timer("fit"):
         history = train_model(
-            cfg.trainer, model, tracker.logger, job.checkpoint(), cfg.resume,
-            train_dataloaders=batches((problems.train.T, train_targets.T), cfg.model.batch_size, shuffle=True, seed=cfg.seed),
-            val_dataloaders=batches((problems.test.T, val_targets.T), 1024, shuffle=False),
+            cfg.trainer, model, job.tracker.logger, job.checkpoint(), cfg.resume,
+            train_dataloaders=batches((problems.train.T, targets.train.T), task.batch_size, shuffle=True, seed=cfg.seed),
+            val_dataloaders=batches((problems.test.T, targets.validation.T), 1024, shuffle=False),
         )
     checkpoint = job.dir / "model.pt"
     save_entry({"state_dict": model.state_dict(), "history": history, "dictionary": problems.dictionary}, checkpoint)
+    with job.timer("compare"):
+        curves = compare(problems, model, task, targets.references, device)
+    results = comparison(curves, model.hparams.layers, list(targets.references))
+    results |= {
+        "layers": model.hparams.layers, "lam": task.lam, "problem": task.problem.kind, "trained_on": task.target,
+        "dictionary_shape": list(problems.dictionary.shape), "train_size": task.problem.train_size,
+        "test_size": task.problem.test_size, "tied": model.hparams.tied, "seed": cfg.seed,
+        "final_val_loss": history[-1].get("val/loss") if history else None,
+        "targets_converged": targets.converged, "model": job.choices.get("model"), "checkpoint": str(checkpoint),
+        "devices": {"targets": targets.device, "compare": str(model.device)},  # where the stages ran
+        "model_artifact": job.tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")}),
+    }
+    with job.timer("plots"):
+        job.tracker.log_table("code_error", ["method", "iterations_or_layers", "against", "nmse_db"],
+                              results.pop("rows"))
+        job.tracker.log_figure("code_error", plots.code_error_figure, curves, model.hparams.layers)
+        job.tracker.log_line_series("code_error_chart", curves, "code NMSE (dB) against iterations / layers",
+                                    "iteration or layer")
+    return results
 
-    with timer("compare"):
-        references = {"solver": test_targets, **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
-        curves = error_curves(problems, lam, problem.compare_iterations * layers, references, device)
-        model.to(device).eval()
-        with torch.no_grad():
-            per_layer = model(problems.test.to(model.device), all_layers=True)
-        for name, reference in references.items():
-            curves[f"lista_vs_{name}"] = [nmse_db(z.cpu(), reference) for z in per_layer]
 
+def solver_targets(problems: LassoProblems, task: DictConfig, device: torch.device) -> Targets:
+    """FISTA's codes of the test signals (and, with task.target=solver, of the training signals)."""
+    test = solver_codes(problems, problems.test, task.lam, task.problem, device)
+    references = {"solver": test.x.cpu(), **({"truth": problems.test_truth} if problems.test_truth is not None else {})}
+    if task.target == "solver":
+        train = solver_codes(problems, problems.train, task.lam, task.problem, device)
+        return Targets(train.x.cpu(), references["solver"], references, test.converged and train.converged,
+                       str(test.x.device))
+    # the literature's supervised setting
+    return Targets(problems.train_truth, problems.test_truth, references, test.converged, str(test.x.device))
+
+
+def compare(problems: LassoProblems, model: LISTA, task: DictConfig, references: dict[str, torch.Tensor],
+            device: torch.device) -> dict[str, list[float]]:
+    """NMSE (dB) against each reference of ISTA's and FISTA's iterates and of LISTA's layers' outputs."""
+    layers = model.hparams.layers
+    curves = error_curves(problems, task.lam, task.problem.compare_iterations * layers, references, device)
+    model.to(device).eval()
+    with torch.no_grad():
+        per_layer = model(problems.test.to(model.device), all_layers=True)
+    for name, reference in references.items():
+        curves[f"lista_vs_{name}"] = [nmse_db(z.cpu(), reference) for z in per_layer]
+    return curves
+
+
+def comparison(curves: dict[str, list[float]], layers: int, references: list[str]) -> dict[str, Any]:
+    """The scores: each method's NMSE after `layers` steps against each reference; `nmse_db_*` against the truth
+    where known, else the solver; how many iterations ISTA and FISTA take to match LISTA. `rows`: the table."""
     score = "truth" if "truth" in references else "solver"
-    rows, results = [], {}
+    rows, results = [], {"scored_against": score}
     for method in ("lista", "ista", "fista"):
         for name in references:
             value = curves[f"{method}_vs_{name}"][layers - 1]
             rows.append([method, layers, name, round(value, 3)])
             results[f"{method}_nmse_db_vs_{name}"] = value
-    lista_error = results[f"lista_nmse_db_vs_{score}"]
     results |= {f"nmse_db_{method}": results[f"{method}_nmse_db_vs_{score}"] for method in ("lista", "ista", "fista")}
     for method in ("ista", "fista"):  # how long the solvers take to do what T layers do
-        results[f"{method}_iterations_to_match_lista"] = lasso.first_iteration_within(curves[f"{method}_vs_{score}"], lista_error)
-    results |= {
-        "layers": layers, "lam": lam, "problem": problem.kind, "trained_on": cfg.model.target, "scored_against": score,
-        "dictionary_shape": list(problems.dictionary.shape), "train_size": problem.train_size,
-        "test_size": problem.test_size, "tied": cfg.model.tied, "seed": cfg.seed,
-        "final_val_loss": history[-1].get("val/loss") if history else None,
-        "targets_converged": all(r.converged for r in solved.values()),  # FISTA reached target_tol
-        "model": job.choices.get("model"), "checkpoint": str(checkpoint),
-        "devices": {"targets": targets_device, "compare": str(model.device)},  # where the stages ran
-    }
-
-    results["model_artifact"] = tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})
-
-    with timer("plots"):
-        tracker.log_table("code_error", ["method", "iterations_or_layers", "against", "nmse_db"], rows)
-        tracker.log_figure("code_error", plots.code_error_figure, curves, layers)
-        log_error_chart(tracker, curves)
-    log.info("NMSE vs %s after %d: LISTA %.2f dB, ISTA %.2f dB, FISTA %.2f dB", score, layers, lista_error,
-             results[f"ista_nmse_db_vs_{score}"], results[f"fista_nmse_db_vs_{score}"])
-    return results
-
-
-def log_error_chart(tracker: Any, curves: dict[str, list[float]]) -> None:
-    """The curves as one W&B line chart (the panel that the code_error figure mirrors)."""
-    if tracker.wandb_run is None:
-        return
-    import wandb
-
-    names = list(curves)
-    tracker.log({"code_error_chart": wandb.plot.line_series(
-        xs=[list(range(1, len(curves[n]) + 1)) for n in names], ys=[curves[n] for n in names], keys=names,
-        title="code NMSE (dB) against iterations / layers", xname="iteration or layer")})
+        results[f"{method}_iterations_to_match_lista"] = lasso.first_iteration_within(curves[f"{method}_vs_{score}"],
+                                                                                      results["nmse_db_lista"])
+    log.info("NMSE vs %s after %d: LISTA %.2f dB, ISTA %.2f dB, FISTA %.2f dB", score, layers,
+             results["nmse_db_lista"], results["nmse_db_ista"], results["nmse_db_fista"])
+    return results | {"rows": rows}
 
 
 KIND = JobKind(
@@ -270,7 +288,8 @@ KIND = JobKind(
         ("ista_iterations_to_match_lista", "ista_iterations_to_match_lista"),
     ],
     labelled_by=("layers", "problem"),
-    needs_data=lambda cfg: OmegaConf.select(cfg, "model.problem.kind") == "patches",
+    reads=("model", "trainer", "task"),
+    needs_data=lambda cfg: cfg.task.problem.kind == "patches",
     check=check,
     run=run,
     shown=("nmse_db_ista", "nmse_db_fista"),

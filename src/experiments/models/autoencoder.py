@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from experiments.derivations import conv_output_size, conv_transpose_output_size
-from experiments.errors import UserError
 
 
 def encoder_sizes(size: int, n_layers: int, kernel: int, stride: int, padding: int) -> list[int]:
@@ -28,12 +27,15 @@ class Autoencoder(pl.LightningModule):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruct the images."""
         return self.decoder(self.encoder(images))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        images = batch[0]  # labels, where the data has them, are not used
+        images = batch[0]  # (images, index): the index is not needed
         loss = nn.functional.mse_loss(self(images), images)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         return loss
@@ -74,21 +76,21 @@ class ConvAutoencoder(Autoencoder):
     ) -> None:
         super().__init__()
         if latent_dim < 1:
-            raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
         if not channels or min(channels) < 1:
-            raise UserError(f"model.channels must be a non-empty list of positive sizes, got {list(channels)}")
+            raise ValueError(f"channels must be a non-empty list of positive sizes, got {list(channels)}")
         if kernel_size < 1 or stride < 1:
-            raise UserError(f"model.kernel_size and model.stride must be at least 1, got {kernel_size}, {stride}")
+            raise ValueError(f"kernel_size and stride must be at least 1, got {kernel_size}, {stride}")
         padding = kernel_size // 2 if padding is None else padding
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         in_channels, height, width = image_shape
         heights = encoder_sizes(height, len(channels), kernel_size, stride, padding)
         widths = encoder_sizes(width, len(channels), kernel_size, stride, padding)
         if min(heights + widths) < 1:
-            raise UserError(
-                f"model: {len(channels)} convolutions (kernel {kernel_size}, stride {stride}, padding {padding}) "
+            raise ValueError(
+                f"channels: {len(channels)} convolutions (kernel {kernel_size}, stride {stride}, padding {padding}) "
                 f"shrink a {height}x{width} image to nothing (sizes {heights} x {widths}); "
-                "use fewer model.channels, a smaller model.stride or more model.padding"
+                "use fewer channels, a smaller stride or more padding"
             )
 
         encoder: list[nn.Module] = []
@@ -107,8 +109,8 @@ class ConvAutoencoder(Autoencoder):
                 for current, target in ((heights[step], heights[step - 1]), (widths[step], widths[step - 1]))
             )
             if not all(0 <= pad < max(stride, 1) for pad in output_padding):
-                raise UserError(
-                    f"model: a transposed convolution cannot undo kernel {kernel_size}, stride {stride}, "
+                raise ValueError(
+                    f"padding: a transposed convolution cannot undo kernel {kernel_size}, stride {stride}, "
                     f"padding {padding} exactly; use padding = kernel_size // 2"
                 )
             decoder.append(nn.ConvTranspose2d(c_in, c_out, kernel_size, stride, padding, output_padding))

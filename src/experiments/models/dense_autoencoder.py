@@ -8,7 +8,6 @@ from itertools import pairwise
 
 from torch import nn
 
-from experiments.errors import UserError
 from experiments.models.autoencoder import Autoencoder
 
 
@@ -38,9 +37,9 @@ class DenseAutoencoder(Autoencoder):
 
 def check_layer_sizes(latent_dim: int, hidden: tuple[int, ...]) -> None:
     if latent_dim < 1:
-        raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
+        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
     if not hidden or min(hidden) < 1:
-        raise UserError(f"model.hidden must be a non-empty list of positive sizes, got {list(hidden)}")
+        raise ValueError(f"hidden must be a non-empty list of positive sizes, got {list(hidden)}")
 
 
 def dense_layers(sizes: tuple[int, ...]) -> list[nn.Module]:

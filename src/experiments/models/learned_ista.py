@@ -6,7 +6,6 @@ import pytorch_lightning as pl
 import torch
 
 from experiments.derivations import soft_threshold
-from experiments.errors import UserError
 from experiments.lasso import MatrixOperator, lipschitz_constant
 
 
@@ -28,9 +27,11 @@ class LISTA(pl.LightningModule):
                  tied: bool = True) -> None:
         super().__init__()
         if layers < 1:
-            raise UserError(f"model.layers must be at least 1, got {layers}")
+            raise ValueError(f"layers must be at least 1, got {layers}")
         if lam < 0:
-            raise UserError(f"model.lam must be >= 0, got {lam}")
+            raise ValueError(f"lam must be >= 0, got {lam}")
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
         self.save_hyperparameters(ignore=["dictionary"], logger=False)  # the config tree holds them
         A = dictionary.to(torch.float32)
         L = lipschitz_constant(MatrixOperator(A), A.shape[1], A)

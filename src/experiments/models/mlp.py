@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.derivations import ManualBatchNorm1d, softmax_cross_entropy_grad, softmax_jacobian
-from experiments.errors import UserError
 
 ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu, "sigmoid": torch.sigmoid}
 ACTIVATION_GRADIENTS = {  # d activation(h) / dh, as functions of the pre-activation h
@@ -121,7 +120,7 @@ class MLPClassifier(pl.LightningModule):
         super().__init__()
         hidden_dims = tuple(hidden_dims)
         if not hidden_dims or min(hidden_dims) < 1:
-            raise UserError(f"model.hidden_dims must be a non-empty list of positive sizes, got {list(hidden_dims)}")
+            raise ValueError(f"hidden_dims must be a non-empty list of positive sizes, got {list(hidden_dims)}")
         for setting, value, allowed in (
             ("activation", activation, tuple(ACTIVATIONS)),
             ("loss", loss, LOSSES),
@@ -129,9 +128,11 @@ class MLPClassifier(pl.LightningModule):
             ("gradients", gradients, ("autograd", "manual")),
         ):
             if value not in allowed:
-                raise UserError(f"model.{setting}={value!r} is not one of {', '.join(allowed)}")
-        if l2 < 0 or lr <= 0:
-            raise UserError(f"model.l2 must be >= 0 and model.lr > 0, got {l2} and {lr}")
+                raise ValueError(f"{setting}={value!r} is not one of {', '.join(allowed)}")
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         sizes = (n_features, *hidden_dims, n_classes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))

@@ -1,13 +1,10 @@
 """The identity encoder: an image's code is its pixels. The baseline every learned encoder is measured against
-(model=pixels reducer=none clusterer=kmeans: k-means on the raw pixels)."""
+(+recipe=raw_pixels: k-means on the raw pixels)."""
 
 from __future__ import annotations
 
-import math
-
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 
 class Pixels(pl.LightningModule):
@@ -17,12 +14,10 @@ class Pixels(pl.LightningModule):
     def __init__(self, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.hparams["latent_dim"] = math.prod(image_shape)  # the code size the checks and tables read
-        self.encoder = nn.Flatten()
-        self.decoder = nn.Unflatten(1, tuple(image_shape))
+        self.image_shape = tuple(image_shape)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
+        return images.flatten(1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(images))
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes.reshape(-1, *self.image_shape)

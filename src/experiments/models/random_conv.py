@@ -11,8 +11,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from experiments.errors import UserError
-
 
 class RandomFilters(nn.Module):
     """`n_filters` random filters of `kernel_size` (zero mean, unit length: they respond to edges and spots, not to
@@ -27,10 +25,10 @@ class RandomFilters(nn.Module):
         super().__init__()
         channels, height, width = image_shape
         if n_filters < 1 or kernel_size < 1 or kernel_size % 2 == 0:
-            raise UserError(f"model: random filters need n_filters of at least 1 and an odd kernel_size, got "
+            raise ValueError(f"random filters need n_filters of at least 1 and an odd kernel_size, got "
                             f"{n_filters}, {kernel_size}")
         if not 1 <= pool <= min(height, width):
-            raise UserError(f"model.pool={pool} must be between 1 and the images' side ({height}x{width})")
+            raise ValueError(f"pool={pool} must be between 1 and the images' side ({height}x{width})")
         self.kernel_size, self.pool, self.pyramid = kernel_size, pool, pyramid
         self.n_features = n_filters * ((height // pool) * (width // pool) + (2 * 2 + 1 if pyramid else 0))
         filters = torch.randn(n_filters, channels, kernel_size, kernel_size, generator=generator)
@@ -70,7 +68,7 @@ class RandomConvFeatures(pl.LightningModule):
     ) -> None:
         super().__init__()
         if latent_dim < 1:
-            raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
         self.save_hyperparameters(logger=False)
         generator = torch.Generator().manual_seed(seed)
         self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, generator, pyramid)

@@ -23,15 +23,13 @@ class RandomConvAutoencoder(pl.LightningModule):
     components, scaled to a mean variance of 1 -> N2D's layers (`hidden`) -> a `latent_dim` code -> the layers
     reversed -> the components again, by MSE and Adam.
 
-    The PCA is fitted in Lightning's `setup` hook, when training starts, on every fit image's features (scikit-learn's
-    PCA, seeded); it is saved with the model, so a cached model encodes without it. Each fit and eval image's
-    components are computed once there and looked up by the batches' indices, since computing the features costs
-    more than the autoencoder's steps (the 10,000 eval images' took 2 s of each validation epoch's 2.5). It
-    reconstructs features, not images: it has no `decoder` from codes to images, and the cluster job reports no
-    reconstructions.
+    The PCA is the model's fit step (models/protocols.py's FitStep): `fit`, on every fit image's features
+    (scikit-learn's PCA, seeded), before training; it is saved with the model, so a cached model encodes without it.
+    Each fit image's components are computed there once, and each eval image's when training starts (Lightning's
+    `setup` hook), and looked up by the batches' indices, since computing the features costs more than the
+    autoencoder's steps (the 10,000 eval images' took 2 s of each validation epoch's 2.5). It reconstructs features,
+    not images: it has no `decode`, and the cluster job reports no reconstructions.
     """
-
-    needs_example_index = True  # batches end with their images' indices: each image's components, looked up
 
     def __init__(
         self,
@@ -53,7 +51,7 @@ class RandomConvAutoencoder(pl.LightningModule):
         self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed),
                                       pyramid)
         # zero until fitted, saved with the model
-        self.pca = PrincipalComponents(self.features.n_features, n_components, f"model.n_components={n_components}")
+        self.pca = PrincipalComponents(self.features.n_features, n_components, "n_components")
         # Training state, not model (not saved): each fit and eval image's components, by its index in its set.
         self.register_buffer("fit_components", torch.zeros(0, n_components), persistent=False)
         self.register_buffer("eval_components", torch.zeros(0, n_components), persistent=False)
@@ -67,38 +65,39 @@ class RandomConvAutoencoder(pl.LightningModule):
         return self.encoder(self.principal_components(images))
 
     def setup(self, stage: str) -> None:
-        """Lightning's hook before training (and before a resumed training's checkpoint is restored)."""
+        """Lightning's hook before training (and before a resumed training's checkpoint is restored): the eval
+        images' components, for the validation steps."""
         if stage == "fit":
             datamodule = self.trainer.datamodule
-            if datamodule is None:
-                raise RuntimeError("model=random_conv_autoencoder fits its PCA to the datamodule's fit_images: "
-                                   "pass trainer.fit a datamodule")
-            self.fit_pca(datamodule.fit_images)
+            if datamodule is None or not self.pca.fitted:
+                raise RuntimeError("RandomConvAutoencoder trains on the components of its fit step: call fit(fit_images) "
+                                   "first, then trainer.fit with a datamodule")
             self.eval_components = self.pca(self.features.of_images(datamodule.eval_images).to(self.device))
 
     def check_fit_images(self, n_images: int) -> None:
         self.pca.check_fit_images(n_images)
 
     @torch.no_grad()
-    def fit_pca(self, images: torch.Tensor) -> None:
+    def fit(self, images: torch.Tensor) -> RandomConvAutoencoder:
         """Fit the PCA to the images' features and keep each image's components for the training steps."""
         self.check_fit_images(len(images))
         log.info("PCA of %d fit images' random features to %d components", len(images), self.hparams.n_components)
         features = self.features.of_images(images)
         self.pca.fit(features, self.hparams.seed)
         self.fit_components = self.pca(features.to(self.device))
+        return self
 
     def reconstruct(self, components: torch.Tensor) -> torch.Tensor:
         return self.component_decoder(self.encoder(components))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        components = self.fit_components[batch[-1]]  # the data module appends the indices (with_index)
+        components = self.fit_components[batch[1]]  # (images, index): each image's components, looked up
         loss = nn.functional.mse_loss(self.reconstruct(components), components)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        components = self.eval_components[batch[-1]]  # the data module appends the indices (with_index)
+        components = self.eval_components[batch[1]]  # (images, index): each image's components, looked up
         self.log("val/component_mse", nn.functional.mse_loss(self.reconstruct(components), components),
                  prog_bar=True, sync_dist=True)
 

@@ -12,7 +12,6 @@ import torch
 from sklearn.decomposition import PCA
 from torch import nn
 
-from experiments.errors import UserError
 from experiments.models.random_conv import RandomFilters
 
 log = logging.getLogger(__name__)
@@ -21,14 +20,15 @@ log = logging.getLogger(__name__)
 class PrincipalComponents(nn.Module):
     """The first `n_components` principal components of `n_features` features, scaled to a mean variance of 1.
     Fitted by `fit` (scikit-learn's PCA, seeded); buffers, saved with the model and moved to its device, never
-    trained. `setting` names the count in errors (the models call it model.n_components or model.latent_dim)."""
+    trained. Before it is fitted it maps every feature vector to zeros, of the fitted output's shape. `parameter`
+    names the count in errors (the models call it n_components or latent_dim)."""
 
-    def __init__(self, n_features: int, n_components: int, setting: str) -> None:
+    def __init__(self, n_features: int, n_components: int, parameter: str = "n_components") -> None:
         super().__init__()
         if not 1 <= n_components <= n_features:
-            raise UserError(f"{setting} must be between 1 and the {n_features} features of the random filters' "
-                            "pooled maps")
-        self.setting = setting
+            raise ValueError(f"{parameter}={n_components} must be between 1 and the {n_features} features of the "
+                             "random filters' pooled maps")
+        self.parameter = parameter
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("components", torch.zeros(n_components, n_features))
         self.register_buffer("scale", torch.zeros(()))  # zero until fitted
@@ -36,7 +36,7 @@ class PrincipalComponents(nn.Module):
     def check_fit_images(self, n_images: int) -> None:
         """Enough images to fit: the cluster job's check calls it (through the model), before W&B and training."""
         if n_images < len(self.components):
-            raise UserError(f"{self.setting} is more than the {n_images} fit images")
+            raise ValueError(f"{self.parameter}={len(self.components)} is more than the {n_images} fit images")
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, seed: int) -> None:
@@ -47,16 +47,19 @@ class PrincipalComponents(nn.Module):
         self.components.copy_(torch.from_numpy(pca.components_))
         self.scale.fill_(float(np.sqrt(pca.explained_variance_.mean())))
 
+    @property
+    def fitted(self) -> bool:
+        return bool(self.scale > 0)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.scale > 0:
-            raise RuntimeError("the PCA is not fitted: fit the model (or train it) first")
-        return (features - self.mean) @ self.components.T / self.scale
+        projected = (features - self.mean) @ self.components.T  # zeros before fit: the shape without the values
+        return projected / self.scale if self.scale > 0 else projected
 
 
 class RandomConvPCA(pl.LightningModule):
     """Random filters' features (RandomFilters, drawn from `seed`) -> their first `latent_dim` principal components
-    (PrincipalComponents), the code. The PCA is the model's fit step: `fit`, on the fit images (the cluster job
-    calls it where it would train a model), saved with the model so a cached one encodes without refitting.
+    (PrincipalComponents), the code. The PCA is the model's fit step (models/protocols.py's FitStep): `fit`, on the
+    fit images, before training would start; saved with the model so a cached one encodes without refitting.
     Nothing is trained and there is no decoder: the job reports no reconstructions."""
 
     def __init__(
@@ -73,8 +76,7 @@ class RandomConvPCA(pl.LightningModule):
         self.save_hyperparameters(logger=False)
         self.features = RandomFilters(image_shape, n_filters, kernel_size, pool, torch.Generator().manual_seed(seed),
                                       pyramid)
-        self.pca = PrincipalComponents(self.features.n_features, latent_dim,
-                                       f"model.latent_dim={latent_dim} (principal components)")
+        self.pca = PrincipalComponents(self.features.n_features, latent_dim, "latent_dim")
 
     def check_fit_images(self, n_images: int) -> None:
         self.pca.check_fit_images(n_images)

@@ -6,7 +6,6 @@ import pytorch_lightning as pl
 import torch
 
 from experiments import lasso
-from experiments.errors import UserError
 
 
 class SparseCoding(pl.LightningModule):
@@ -16,8 +15,6 @@ class SparseCoding(pl.LightningModule):
 
     The encoder is the solver, run to `encode_tol`; the decoder is D itself.
     """
-
-    needs_example_index = True  # training batches must say which images they hold, for the warm starts
 
     def __init__(
         self,
@@ -31,12 +28,12 @@ class SparseCoding(pl.LightningModule):
     ) -> None:
         super().__init__()
         if latent_dim < 1:
-            raise UserError(f"model.latent_dim must be at least 1, got {latent_dim}")
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
         if lam < 0:
-            raise UserError(f"model.lam must be >= 0, got {lam}")
-        if fit_iterations < 1 or encode_iterations < 1:
-            raise UserError(f"model.fit_iterations and model.encode_iterations must be at least 1, got "
-                            f"{fit_iterations}, {encode_iterations}")
+            raise ValueError(f"lam must be >= 0, got {lam}")
+        for parameter, iterations in (("fit_iterations", fit_iterations), ("encode_iterations", encode_iterations)):
+            if iterations < 1:
+                raise ValueError(f"{parameter} must be at least 1, got {iterations}")
         self.save_hyperparameters(logger=False)  # the config tree already holds them; no flat copies in W&B
         self.image_shape = tuple(image_shape)
         atoms = torch.randn(int(torch.tensor(image_shape).prod()), latent_dim)
@@ -64,7 +61,7 @@ class SparseCoding(pl.LightningModule):
         return {"codes_converged": converged,
                 "codes_max_gap": max(gap for _, gap in self.encoded) if converged and self.encoded else None}
 
-    def decoder(self, codes: torch.Tensor) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """D z, as images."""
         return (codes @ self.dictionary.T).reshape(-1, *self.image_shape)
 
@@ -73,7 +70,7 @@ class SparseCoding(pl.LightningModule):
         return self.dictionary.detach().T.reshape(-1, *self.image_shape)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        images, index = batch[0], batch[-1]  # the data module appends indices (with_index); labels unused
+        images, index = batch  # each image's index: its warm start
         warm = self.warm_start(index)
         codes = self.sparse_codes(images, warm[:, index], self.hparams.fit_iterations, tol=0).x
         warm[:, index] = codes
