@@ -40,7 +40,9 @@ def test_one_job_leaves_its_results_plots_log_and_wandb_run(tmp_path):
     results = run.results
     assert results["kind"] == "cluster" and results["acc"] > 0.6 and results["cache"] == "miss"
     assert len(read_csv(run.dir / "predictions.csv")) == 600
-    assert {"reconstructions.png", "embedding_pca.png", "embedding_tsne.png"} <= {p.name for p in (run.dir / "plots").iterdir()}
+    # the default reducer's 2-D t-SNE is what was clustered: drawn once, as embedding_reduced.png
+    assert {p.name for p in (run.dir / "plots").iterdir()} == {"reconstructions.png", "embedding_pca.png",
+                                                               "embedding_reduced.png", "confusion_matrix.png"}
     log = (run.dir / "experiments.log").read_text()
     assert "stage check done" in log and "results: public_score=" in log, "the job's log file is named experiments.log"
     wandb_dir = results["wandb_dir"]
@@ -48,7 +50,8 @@ def test_one_job_leaves_its_results_plots_log_and_wandb_run(tmp_path):
     assert f"wandb leet {wandb_dir}" in run.stdout and f"wandb sync {wandb_dir}" in run.stdout
     summary = wandb_summary(wandb_dir)
     assert summary["state"] == "finished" and summary["summary"]["acc"] == pytest.approx(results["acc"])
-    assert {"train/loss_epoch", "val/recon_mse"} <= history_keys(wandb_dir)
+    charted = history_keys(wandb_dir)  # what wandb leet charts: the curves, not the tables' row and column counts
+    assert {"train/loss_epoch", "val/recon_mse"} <= charted and not [k for k in charted if ".n" in k]
     console = run.stdout + run.stderr
     for noise in ("anonymous setting", "Tip:", "LeafSpec", "Automatically determined", "wandb: "):
         assert noise not in console, f"library noise on the console: {noise!r}"
@@ -100,7 +103,11 @@ def test_the_classifier_sweep_tables_cross_entropy_against_mse(tmp_path):
     assert accuracies == sorted(accuracies, reverse=True)
     assert (sweep / "plots" / "loss_curves.png").exists()
     (summary_run,) = [d for d in sweep.glob("wandb/offline-run-*") if wandb_summary(d)["name"] == "summary"]
-    assert {"summary", "loss_curves_table"} <= {k.split(".")[0] for k in history_keys(summary_run)}
+    summary = wandb_summary(summary_run)["summary"]
+    assert summary["summary"]["_type"] == "table-file" and summary["summary"]["nrows"] == 2, "the table, in the summary"
+    charted = history_keys(summary_run)  # wandb leet charts these: each job's scores against its number
+    assert {"job", "test_acc", "top5_error", "loss_curves_table._type"} <= charted and "summary._type" not in charted
+    assert summary["test_acc"]["max"] == pytest.approx(max(accuracies), abs=1e-4), "the run's summary: the best job's"
 
 
 def test_an_optuna_search_over_lista_minimises_its_code_error_and_run_again_goes_on_with_its_study(tmp_path):
@@ -164,8 +171,15 @@ def test_help_lists_the_groups_names_the_app_and_imports_no_torch(tmp_path):
     # Its speed (a ratio to `import hydra`) is in `make bench`; what keeps it fast is importing no torch.
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "experiments", "--help"], cwd=REPO,
                           capture_output=True, text=True, env=cli_env(tmp_path), check=False)
-    assert done.returncode == 0 and done.stdout.startswith("experiments is powered by Hydra")
-    groups = done.stdout.split("== Configuration groups ==")[1].split("==")[0]
+    assert done.returncode == 0 and done.stdout.startswith("python -m experiments [group=option ...]")
+    first_screen = done.stdout.split("== Configuration groups")[0]
+    for group in ("recipe", "sweep", "task"):  # what can I run: every recipe, sweep and kind with its one line
+        for path in (REPO / "conf" / group).glob("*.yaml"):
+            summary = next(line[2:] for line in path.read_text().splitlines()
+                           if line.startswith("# ") and "@package" not in line)
+            assert f"  {path.stem:<18} {summary}" in first_screen, path
+    assert len(first_screen.splitlines()) < 40, "it fits a first screen"
+    groups = done.stdout.split("== Configuration groups (group=option) ==")[1].split("==")[0]
     assert "task: classify, cluster, deblur, lista" in groups and "\nlatent_dims:" not in groups
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert not {"torch", "pytorch_lightning", "wandb", "optuna", "ray", "umap"} & imported  # plugins import lazily

@@ -57,8 +57,10 @@ def test_a_job_scores_the_digits_and_records_everything_in_files_and_wandb(tmp_p
     predictions = read_csv(job.dir / "predictions.csv")
     assert len(predictions) == 600 and {int(p["label"]) for p in predictions} == set(range(10))
     assert np.load(job.dir / "codes.npy").shape == (600, 16)
-    for name in ("reconstructions", "embedding_pca", "embedding_tsne"):
+    for name in ("reconstructions", "embedding_pca", "embedding_reduced", "confusion_matrix"):
         assert (job.dir / "plots" / f"{name}.png").stat().st_size > 1000
+    views = {row["method"] for row in read_csv(job.dir / "embedding_2d.csv")}
+    assert views == {"pca", "reduced"}, "the reducer's 2-D t-SNE is what was clustered: drawn once"
 
     run = wandb_summary(results["wandb_dir"])
     assert run["state"] == "finished" and run["exit_code"] == 0

@@ -65,12 +65,24 @@ def table(run_dir: str, name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
-    job = run_job(tmp_path, *QUICK, *PCA4, "model.latent_dim=12", "logger=wandb")
+def history_keys_of(job) -> set[str]:
+    """The first part of every key the job's W&B run logged to its history."""
+    return {key.split(".")[0] for row in wandb_history(job.results["wandb_dir"]) for key in row}
+
+
+def test_cluster_assignments_and_a_sample_of_the_codes_are_tables_with_the_classes_names(tmp_path):
+    job = run_job(tmp_path, *QUICK, *PCA4, "model.latent_dim=12", "logger=wandb", "data.class_names=[zero,one,two,"
+                  "three,four,five,six,seven,eight,nine]")
     assignments = table(job.results["wandb_dir"], "assignments")
-    assert assignments["columns"] == ["id", "label", "cluster"] and len(assignments["data"]) == 600
+    assert assignments["columns"] == ["id", "label", "class", "cluster", "cluster_class"]
+    assert len(assignments["data"]) == 600 and assignments["data"][0][:3] == [0, 0, "zero"]
+    assert {row[4] for row in assignments["data"]} <= {"zero", "one", "two", "three", "four", "five", "six", "seven",
+                                                       "eight", "nine"}, "each cluster named by its matched class"
     codes = table(job.results["wandb_dir"], "codes")
-    assert codes["columns"] == ["index", "label", "cluster", "code"] and len(codes["data"]) == 300
+    assert codes["columns"] == ["index", "class", "cluster", "code"] and len(codes["data"]) == 300
+    # tables in the run's summary (a table panel in W&B's web app), not its history (charts in wandb leet)
+    summary = wandb_summary(job.results["wandb_dir"])["summary"]
+    assert summary["assignments"]["_type"] == "table-file" and "assignments" not in history_keys_of(job)
     assert all(len(row[3]) == 12 for row in codes["data"]), "the codes themselves, for the embedding projector"
     # drawn without figures (plots.enabled=false, run_job's default): no PNG, image panel or 2-D view anywhere
     assert not (job.dir / "plots").exists() and not (job.dir / "embedding_2d.csv").exists()
@@ -81,9 +93,11 @@ def test_cluster_assignments_and_a_sample_of_the_codes_are_tables(tmp_path):
 def test_the_classifier_logs_its_predictions_and_w_and_bs_own_confusion_matrix(tmp_path):
     job = run_job(tmp_path, "task=classify", "data=digits", "data.eval_fraction=0.3", "trainer.max_epochs=2", "logger=wandb",
                   figures=True)
-    keys = {key.split(".")[0] for row in wandb_history(job.results["wandb_dir"]) for key in row}
-    assert {"confusion_matrix", "confusion_matrix_chart_table", "predictions"} <= keys
-    assert len(table(job.results["wandb_dir"], "predictions")["data"]) == 540
+    keys = history_keys_of(job)
+    assert {"confusion_matrix", "confusion_matrix_chart_table"} <= keys, "W&B's chart: in the history, as W&B logs it"
+    predictions = table(job.results["wandb_dir"], "predictions")
+    assert len(predictions["data"]) == 540 and predictions["columns"] == ["id", "label", "class"]
+    assert "predictions" not in keys and {row[2] for row in predictions["data"]} <= {str(d) for d in range(10)}
     assert [a["type"] for a in records(job.results["wandb_dir"], "artifact")].count("model") == 1
 
 

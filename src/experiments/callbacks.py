@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from experiments import jobs, pipeline
 from experiments.errors import UserError
 from experiments.launch import check_ddp, check_launcher, read_sweep_plan, sweep_plan, write_sweep_plan
-from experiments.summary import loss_curves, wandb_tables, write_summary
+from experiments.summary import job_scores, loss_curves, wandb_tables, write_summary
 from experiments.tracking import is_wandb, log_sweep_summary
 
 log = logging.getLogger(__name__)
@@ -87,4 +87,4 @@ class SweepSummary(Callback):
         log.info("sweep summary of %d jobs: %s", sum(len(t.rows) for t in tables), sweep_dir / "summary.md")
         if tables and is_wandb(config.logger):
             log_sweep_summary(config.logger, sweep_dir, config.hydra.runtime.choices.get("sweep"),
-                              wandb_tables(tables), loss_curves(tables))
+                              wandb_tables(tables), job_scores(tables), loss_curves(tables))

@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 
 log = logging.getLogger(__name__)
 
-# rebalance: the neighbours of each code that tell which small clusters are joined (README, Results).
+# rebalance: the neighbours of each code that tell which small clusters are joined (docs/notebook.md).
 REBALANCE_NEIGHBOURS = 15
 
 

@@ -15,6 +15,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"
@@ -54,3 +55,14 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Any:
 
     return tqdm(total=total, desc=description, disable=not enabled, delay=PROGRESS_DELAY_S,
                 mininterval=PROGRESS_REFRESH_S, leave=False, dynamic_ncols=True)
+
+
+def catalog(conf_dir: Path, group: str) -> str:
+    """The options of a config group, one line each: its name and the first line of its file's comment (below a
+    `# @package` line). `--help`'s first screen lists the recipes, sweeps and job kinds with it."""
+    rows = []
+    for path in sorted((conf_dir / group).glob("*.yaml")):
+        comments = [line[2:].strip() for line in path.read_text().splitlines()
+                    if line.startswith("# ") and not line.startswith("# @package")]
+        rows.append(f"  {path.stem:<18} {comments[0] if comments else ''}".rstrip())
+    return "\n".join(rows)

@@ -212,6 +212,7 @@ class ImageDataModule(pl.LightningDataModule):
         n_classes: int | None = None,
         seed: int = 0,
         layout: str = "auto",
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -226,6 +227,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.fit_limit = fit_limit
         self.eval_limit = eval_limit
         self.declared_n_classes = n_classes
+        self.class_names = None if class_names is None else [str(name) for name in class_names]
         self.seed = seed
         self.fit_images: torch.Tensor | None = None
         self.eval_images: torch.Tensor | None = None
@@ -274,7 +276,24 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_images = torch.from_numpy(evaluation)
         self.eval_labels = labels
         self.fit_labels = fit_labels
+        self.check_class_names()
         log.info("data: %d fit and %d eval images of shape %s", len(fit), len(evaluation), tuple(fit.shape[1:]))
+
+    def check_class_names(self) -> None:
+        """Class names name labels 0, 1, ...: every label must have one."""
+        if self.class_names is None:
+            return
+        for setting, labels in (("eval", self.eval_labels), ("fit", self.fit_labels)):
+            if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+                raise UserError(f"data.class_names names {len(self.class_names)} classes (labels 0 to "
+                                f"{len(self.class_names) - 1}), and the {setting} labels run from {labels.min()} to "
+                                f"{labels.max()}; give one name per label, in the labels' order")
+
+    def class_name(self, label: int) -> str:
+        """The name of class `label`: its entry in `class_names` (labels 0, 1, ...), else the number itself."""
+        if self.class_names is not None and 0 <= label < len(self.class_names):
+            return self.class_names[label]
+        return str(label)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -306,7 +325,11 @@ class ImageDataModule(pl.LightningDataModule):
 
 
 class FashionMNIST(ImageDataModule):
-    """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images."""
+    """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images; its classes
+    named as the dataset names them (`class_names`)."""
+
+    CLASS_NAMES: ClassVar[list[str]] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                        "Sneaker", "Bag", "Ankle boot"]
 
     FILES: ClassVar[dict[str, str]] = {
         "fit": "train-images-idx3-ubyte",
@@ -315,8 +338,9 @@ class FashionMNIST(ImageDataModule):
     }
     FIT_LABELS = "train-labels-idx1-ubyte"  # needed by classifiers only
 
-    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", class_names: list[str] | None = None,
+                 **kwargs) -> None:
+        super().__init__(class_names=self.CLASS_NAMES if class_names is None else class_names, **kwargs)
         self.root = Path(root).expanduser()
 
     def find(self, stem: str) -> Path:

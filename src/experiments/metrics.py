@@ -34,6 +34,17 @@ def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(table[rows, cols].sum() / len(y_true))
 
 
+def matched_classes(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
+    """Each cluster's class under the one-to-one matching that `cluster_accuracy` scores (Hungarian algorithm), as
+    {cluster: class} in the labels' own values; with more clusters than classes the unmatched ones are absent."""
+    classes, class_index = np.unique(np.asarray(y_true).ravel(), return_inverse=True)
+    clusters, cluster_index = np.unique(np.asarray(y_pred).ravel(), return_inverse=True)
+    table = np.zeros((len(clusters), len(classes)), dtype=np.int64)
+    np.add.at(table, (cluster_index, class_index), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols)}
+
+
 def public_private_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two fixed halves of range(n), shuffled by `seed`, like a Kaggle leaderboard's public/private sets."""
     order = np.random.default_rng(seed).permutation(n)

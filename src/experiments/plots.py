@@ -8,22 +8,47 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display here, and none needed to write PNGs
 
+import matplotlib.colors
+import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+UNMATCHED = "#7f7f7f"  # a cluster no class was matched to (more clusters than classes)
 
-def embedding_figure(coords: np.ndarray, labels: np.ndarray | None, clusters: np.ndarray, title: str) -> Figure:
-    """A 2-D scatter of the codes, coloured by true label (when known) and by cluster side by side."""
-    panels = [("cluster", clusters)] if labels is None else [("true label", labels), ("cluster", clusters)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
-    for ax, (name, colours) in zip(axes[0], panels):
-        points = ax.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=3, alpha=0.7, linewidths=0)
-        ax.set_title(f"{title}, coloured by {name}")
+
+def class_colours(classes: list[int]) -> dict[int, str]:
+    """A colour per class, in the classes' order: tab10's ten, tab20's twenty, then evenly spaced hues."""
+    n = len(classes)
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "hsv")
+    return {c: matplotlib.colors.to_hex(cmap(i if n <= 20 else i / n)) for i, c in enumerate(classes)}
+
+
+def embedding_figure(coords: np.ndarray, labels: np.ndarray | None, clusters: np.ndarray, title: str,
+                     names: dict[int, str] | None = None, matched: dict[int, int] | None = None) -> Figure:
+    """A 2-D scatter coloured by class (when known, its legend the classes' `names`) beside the same points coloured
+    by cluster. A cluster takes the colour of the class it is `matched` to (the accuracy's one-to-one matching), so
+    a cluster that is its class looks the same in both panels and a mistake stands out; an unmatched cluster is grey.
+    Without labels the clusters have colours of their own."""
+    panels = [("cluster", clusters)] if labels is None else [("class", labels), ("cluster", clusters)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    palette = class_colours(sorted(np.unique(labels if labels is not None else clusters).tolist()))
+    for ax, (panel, values) in zip(axes[0], panels):
+        entries = sorted(np.unique(values).tolist())
+        if panel == "class" or labels is None:
+            colour, legend = palette, {v: (names or {}).get(v, str(v)) for v in entries}
+        else:
+            colour = {k: palette.get((matched or {}).get(k), UNMATCHED) for k in entries}
+            legend = {k: f"{k} → {(names or {}).get((matched or {}).get(k), 'unmatched')}" for k in entries}
+        ax.scatter(coords[:, 0], coords[:, 1], c=[colour[v] for v in values.tolist()], s=3, alpha=0.7, linewidths=0)
+        ax.set_title(f"{title}, by {panel}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        if len(np.unique(colours)) <= 20:
-            ax.legend(*points.legend_elements(num=None), loc="best", fontsize=7, markerscale=0.8, title=name)
+        if len(entries) <= 20:
+            handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colour[v], label=legend[v])
+                       for v in entries]
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
+                      title="cluster → its class" if panel == "cluster" and labels is not None else panel)
     fig.tight_layout()
     return fig
 
@@ -50,18 +75,21 @@ def to_displayable(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
 
 
-def confusion_figure(confusion: np.ndarray, classes: list) -> Figure:
-    """Counts of (true class, predicted class), rows normalised for the colours."""
+def confusion_figure(confusion: np.ndarray, rows: list[str], columns: list[str] | None = None,
+                     xlabel: str = "predicted", title: str = "confusion matrix (eval images)") -> Figure:
+    """Counts of (true class, column) with their names on both axes, rows normalised for the colours; the columns
+    are predicted classes (a classifier), or clusters in the order of the classes they are matched to."""
+    columns = rows if columns is None else columns
     rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(classes), 0.8 + 0.5 * len(classes)))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(2 + 0.6 * len(columns), 1.5 + 0.45 * len(rows)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for (i, j), count in np.ndenumerate(confusion):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix (eval images)")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

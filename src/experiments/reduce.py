@@ -95,7 +95,7 @@ def neighbour_mean(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
     """Each code replaced by the mean of itself and its `n_neighbors` nearest codes (euclidean, found exactly): a
     low-pass filter over the codes' neighbour graph, as graph convolutions propagate features (Wu et al. 2019),
     done before the reducer. It pulls each code towards its neighbourhood's, so the few neighbours of another
-    class a code has weigh less (task.smooth_neighbors, README: Results). 0: the codes as they are."""
+    class a code has weigh less (task.smooth_neighbors, docs/notebook.md). 0: the codes as they are."""
     if n_neighbors == 0:
         return codes
     log.info("each of %d codes averaged with its %d nearest", len(codes), n_neighbors)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 NOT_IN_RESULTS_KEY_OF = {
     "trainer": {"enable_progress_bar", "enable_model_summary", "log_every_n_steps"},
     "task": {"score"},  # which score a sweeper optimises: every score is in results.json whatever it is
+    "data": {"class_names"},  # what the plots and tables call the classes
 }
 # Hydra settings that decide where and how a sweep's jobs run, not what they compute.
 WHERE_NOT_WHAT = ("hydra.launcher", "hydra/launcher", "hydra.sweep.dir", "hydra.run", "hydra.job_logging",

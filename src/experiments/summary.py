@@ -203,6 +203,20 @@ def wandb_tables(tables: list[Table]) -> dict[str, tuple[list[str], list[list[An
     return out
 
 
+def job_scores(tables: list[Table]) -> tuple[list[dict[str, float]], dict[str, str]]:
+    """Each job's scores (its kind's, those it has), with its number as "job": what the sweep's W&B summary run
+    charts against the job; and each score's direction ("max" or "min"), for the run's summary of the best. In a
+    sweep of several kinds each score is named KIND/SCORE."""
+    rows, directions = [], {}
+    for table in tables:
+        prefix = "" if len(tables) == 1 else f"{table.kind.name}/"
+        directions |= {f"{prefix}{s}": d for s, d in table.kind.scores.items()}
+        for r in table.results:
+            values = {f"{prefix}{s}": r[s] for s in table.kind.scores if isinstance(r.get(s), (int, float))}
+            rows.append({"job": int(r["job"]) if str(r["job"]).isdigit() else len(rows), **values})
+    return sorted(rows, key=lambda row: row["job"]), directions
+
+
 def loss_curves(tables: list[Table]) -> dict[str, tuple[list[float], list[float | None]]]:
     """Each trained job's eval loss per epoch: "job J: loss=L lr=R" -> (epochs, losses)."""
     return {f"job {r['job']}: loss={r.get('loss')} lr={r.get('lr')}": ([row["epoch"] for row in r["curves"]],

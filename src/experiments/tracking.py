@@ -186,14 +186,17 @@ class Tracker:
             self.wandb_run.log({name: panel})
 
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]], csv: bool = True) -> Path | None:
-        """Save `<name>.csv` in the job folder (unless `csv=False`) and log it to W&B as a `wandb.Table`."""
+        """Save `<name>.csv` in the job folder (unless `csv=False`) and put it in the W&B run as a `wandb.Table`.
+
+        In the run's summary, not its history: W&B's web app draws a table panel from the summary all the same, and
+        the history is what `wandb leet` charts (a table logged there becomes charts of its row and column counts)."""
         path = self.job_dir / f"{name.replace('/', '_')}.csv" if csv else None
         if path is not None:
             write_csv(path, columns, rows)
         if self.wandb_run is not None:
             import wandb
 
-            self.wandb_run.log({name: wandb.Table(columns=columns, data=rows)})
+            self.wandb_run.summary[name] = wandb.Table(columns=columns, data=rows)
         return path
 
     def log_model(self, path: str | Path, key: str, cache_hit: bool, metadata: dict[str, Any]) -> str | None:
@@ -233,16 +236,25 @@ class Tracker:
 
 def log_sweep_summary(logger_cfg: DictConfig, sweep_dir: Path, sweep: str | None,
                       tables: dict[str, tuple[list[str], list[list[Any]]]],
+                      scores: tuple[list[dict[str, float]], dict[str, str]],
                       curves: dict[str, tuple[list[float], list[float | None]]]) -> None:
-    """The sweep's summary run in its W&B workspace: each table (name -> (columns, rows)) as a W&B table, and the
-    jobs' eval loss per epoch (job -> (epochs, losses)) in one chart."""
+    """The sweep's summary run in its W&B workspace: each job's scores charted against its number (`scores`: one
+    dict a job, its "job" the x-axis; and each score's direction, which makes the run's summary the sweep's best),
+    each table (name -> (columns, rows)) as a W&B table in the summary, and the jobs' eval loss per epoch (job ->
+    (epochs, losses)) in one chart."""
     import wandb
 
     identity = RunIdentity("summary", sweep_group(sweep_dir), "summary", [f"sweep={sweep}"] if sweep else [])
+    identity.declared = scores[1]
     run = start_wandb_run(logger_cfg, sweep_dir, identity, config={"sweep_dir": str(sweep_dir)})
+    run.define_metric("job", hidden=True)  # the x-axis, not a chart of its own
+    for name in scores[1]:
+        run.define_metric(name, step_metric="job")
+    for row in scores[0]:
+        run.log(row)
     for name, (columns, rows) in tables.items():
-        run.log({name: wandb.Table(columns=columns, data=[[str(v) if isinstance(v, list) else v for v in row]
-                                                          for row in rows])})
+        run.summary[name] = wandb.Table(columns=columns, data=[[str(v) if isinstance(v, list) else v for v in row]
+                                                               for row in rows])
     if curves:
         run.log({"loss_curves": wandb.plot.line_series(
             xs=[epochs for epochs, _ in curves.values()], ys=[losses for _, losses in curves.values()],

@@ -91,7 +91,7 @@ def model_cache_key(cfg: DictConfig, data_digest: str, model: DictConfig | None 
     trainer = trainer_settings(cfg.trainer)
     if max_epochs is not None:
         trainer["max_epochs"] = max_epochs
-    data = {k: v for k, v in resolved(cfg.data).items() if k != "num_workers"}
+    data = {k: v for k, v in resolved(cfg.data).items() if k not in ("num_workers", "class_names")}  # not the model's
     return settings_key({"data": data, "data_files": data_digest, "model": resolved(model), "trainer": trainer,
                          "seed": cfg.seed, "code": model_code_version(model, cfg.data)})
 

@@ -10,7 +10,7 @@ estimators here do not have that limit:
   nearest neighbours) and splits the repulsion in two: exactly over the neighbour graph, where the
   large terms are, and by sampling over all other pairs. A sample of a few hundred points is unbiased
   but noisy, and the noise costs a t-SNE after its exaggeration phase several percent of KL (measured:
-  README, on `reducer=tsne_sampled`). So after that phase the sample only estimates how the far-field repulsion
+  docs/jobs/cluster.md, on `reducer=tsne_sampled`). So after that phase the sample only estimates how the far-field repulsion
   changed since an exact pass every `refresh_every` iterations (a control variate, as in SVRG), whose
   error shrinks with the embedding's movement.
 """

@@ -3,7 +3,7 @@
 umap-learn finds them exactly only below 4,096 points; above, it approximates them with pynndescent, whose
 numba functions compile in every new process. For N2D's 70,000 codes of size 10 the approximate search took
 33 s in a fresh process and scikit-learn's exact one 8 s (a k-d tree; a brute-force search for codes of more than
-15 numbers), with the same clusters after it (README, Results). Above `EXACT_UP_TO` points, where the exact
+15 numbers), with the same clusters after it (docs/notebook.md). Above `EXACT_UP_TO` points, where the exact
 search grows faster than the approximate one (16 s for 100,000 codes of size 10, 54 s for 200,000), umap-learn's
 own search runs as before.
 

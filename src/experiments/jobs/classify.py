@@ -113,13 +113,14 @@ def run(job: Job, plan: Plan) -> dict[str, Any]:
     results |= {"n_features": int(fit_x.shape[1]), "devices": {"score": str(model.device)}, "checkpoint": str(checkpoint),
                 "model_artifact": job.tracker.log_model(checkpoint, job.key, False, {"model": job.choices.get("model")})}
     predicted = logits.argmax(-1).numpy()
-    job.tracker.log_table("predictions", ["id", "label"], [[i, int(classes[p])] for i, p in enumerate(predicted)])
+    job.tracker.log_table("predictions", ["id", "label", "class"],
+                          [[i, int(classes[p]), data.class_name(int(classes[p]))] for i, p in enumerate(predicted)])
     with job.timer("plots"):
         confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
         np.add.at(confusion, (eval_y.numpy(), predicted), 1)
-        job.tracker.log_figure("confusion_matrix", plots.confusion_figure, confusion, classes.tolist())
-        job.tracker.log_confusion_matrix("confusion_matrix_chart", eval_y.tolist(), predicted.tolist(),
-                                         [str(c) for c in classes])
+        names = [data.class_name(int(c)) for c in classes]
+        job.tracker.log_figure("confusion_matrix", plots.confusion_figure, confusion, names)
+        job.tracker.log_confusion_matrix("confusion_matrix_chart", eval_y.tolist(), predicted.tolist(), names)
         job.tracker.log_figure("curves", plots.curves_figure, history)
     return results
 

@@ -1,6 +1,6 @@
 """Random convolutional features (models/random_conv.py) onto their principal components, fitted to the fit
 images: the PCA is the model's fit step, and nothing is trained. On Fashion-MNIST with the spatial pyramid it clusters
-as well as N2D's autoencoder trained on the same components (README, Results)."""
+as well as N2D's autoencoder trained on the same components (docs/notebook.md)."""
 
 from __future__ import annotations
 
