@@ -19,6 +19,8 @@ Literature figures stand beside the ratio as references, never as its baseline.
 9. lista: the default task=lista job: code error after 16 layers vs 16 iterations of ISTA and FISTA.
 11. umap: reducer=umap (exact neighbours, experiments.umap_exact) vs umap-learn's own UMAP on every image's code
    of N2D's dense autoencoder, each in a fresh process as a job runs it (time; the eval rows' GMM accuracy).
+12. make_run: make run's job (+recipe=random_conv_pca, seed 0) vs the same command on the code before its speed-up,
+   checked out beside this one with git worktree (the job's seconds; acc and NMI).
 
 Each section lives with its kind (training_speed.py, sweeps.py, embedding.py, solvers.py): what it measures and how
 its measurements read as the table's rows. Writes outputs/bench/bench.md (the README's table) and bench.json. `--quick` runs it all on the digits;
@@ -46,7 +48,7 @@ from experiments.data import Digits, FashionMNIST
 
 SECTIONS = {**training_speed.SECTIONS, **embedding.SECTIONS, **sweeps.SECTIONS, **solvers.SECTIONS}
 ORDER = ("throughput", "tsne", "mlp", "tsne_exact", "tsne_sampled", "sweep", "ista", "joblib", "deblur", "lista",
-         "help", "umap")
+         "help", "umap", "make_run")
 
 
 def table(results: dict) -> str:

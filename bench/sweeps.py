@@ -1,13 +1,22 @@
 """Bench sections on whole commands: a sweep with the model cache against without (sweep), on the joblib launcher
-against the basic one (joblib), and `--help` against importing Hydra (help)."""
+against the basic one (joblib), `--help` against importing Hydra (help), and make run's job against the same command
+on the code before its speed-up (make_run)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import REPO, Context, Row, Section, faster, timed_sweep
+
+# The code make run's job is measured against: main before the speed-up of 2026-12-07 (one neighbour search shared,
+# the random features computed once, UMAP's 100 epochs)
+BEFORE_SPEEDUP = "217fc175b2334ac6714bcec38678dceee9d8bdaf"
 
 
 def sweep(context: Context) -> dict:
@@ -53,5 +62,40 @@ def help_rows(r: dict) -> list[Row]:
              f"{r['ratio']:.1f}x the time", f"{r['help_s']:.2f} s vs {r['import_hydra_s']:.2f} s")]
 
 
+def recipe_job(out: Path, src: Path, overrides: list[str]) -> dict:
+    """One `python -m experiments` job of the code in `src` (and its configs beside it): its results.json."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(src), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    args = [sys.executable, "-m", "experiments", f"hydra.run.dir={out}", "logger=none", "cache=false", *overrides]
+    subprocess.run(args, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((out / "results.json").read_text())
+
+
+def make_run(context: Context) -> dict:
+    """make run's job (+recipe=random_conv_pca, seed 0) on this code and on the code before its speed-up, checked out
+    beside it (git worktree), back to back: the job's seconds (its stages, not the start of Python) and scores."""
+    before = context.out / "before-speedup"
+    shutil.rmtree(before, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=True)
+    subprocess.run(["git", "worktree", "add", "--detach", str(before), BEFORE_SPEEDUP], cwd=REPO, check=True,
+                   capture_output=True)
+    overrides = ["+recipe=random_conv_pca", *context.data_overrides]
+    try:
+        old = recipe_job(context.out / "make_run_before", before / "src", overrides)
+        new = recipe_job(context.out / "make_run_now", REPO / "src", overrides)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO, check=False)
+    seconds = {name: sum(r["seconds"].values()) for name, r in (("before", old), ("now", new))}
+    return {"before_s": seconds["before"], "now_s": seconds["now"], "speedup": seconds["before"] / seconds["now"],
+            "before_acc": old["acc"], "now_acc": new["acc"], "before_nmi": old["nmi"], "now_nmi": new["nmi"]}
+
+
+def make_run_rows(r: dict) -> list[Row]:
+    return [((f"make run's job (+recipe=random_conv_pca, seed 0): now vs the code before its speed-up "
+              f"({BEFORE_SPEEDUP[:7]}; target: within half its time; acc, NMI)"), faster(r["speedup"]),
+             (f"{r['now_s']:.0f} s vs {r['before_s']:.0f} s; acc {r['now_acc']:.4f} vs {r['before_acc']:.4f}, "
+              f"NMI {r['now_nmi']:.4f} vs {r['before_nmi']:.4f}"))]
+
+
 SECTIONS = {"sweep": Section(sweep, sweep_rows), "joblib": Section(joblib, joblib_rows),
-            "help": Section(help_time, help_rows)}
+            "help": Section(help_time, help_rows), "make_run": Section(make_run, make_run_rows)}

@@ -29,10 +29,19 @@ from sklearn.preprocessing import FunctionTransformer
 from experiments import pipeline
 from experiments.clusterers import rebalance
 from experiments.errors import UserError
-from experiments.jobs.cluster.stages import cluster_codes, codes_to_embed, reduce_codes
+from experiments.jobs.cluster.stages import (
+    Codes,
+    cluster_codes,
+    codes_to_embed,
+    embedded_and_graph,
+    neighbours_needed,
+    reduce_codes,
+    with_neighbours,
+)
 from experiments.models.autoencoder import ConvAutoencoder
 from experiments.reduce import OpenTSNE, neighbour_mean
 from experiments.training import check_optimizer
+from experiments.umap_exact import UMAP
 
 PCA4 = ["reducer=pca", "reducer.n_components=4", "plots.tsne=false"]
 
@@ -95,10 +104,18 @@ def test_a_model_with_a_fit_step_fits_once_and_a_cache_hit_encodes_with_the_save
         raise AssertionError("a cached model was fitted again")
 
     monkeypatch.setattr(RandomConvPCA, "fit", refit)
+    monkeypatch.setattr(RandomConvPCA, "fit_encode", refit)
     second = run_job(tmp_path, *settings, name="second")
     assert (first.results["cache"], second.results["cache"]) == ("miss", "hit")
     np.testing.assert_array_equal(np.load(second.dir / "codes.npy"), np.load(first.dir / "codes.npy"))
     assert second.results["acc"] == first.results["acc"]
+    # With the fit images' codes reduced too: the fit step's own codes on a miss, encoded again on a hit, the same
+    with_fit = [*settings, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true", "task.fit_codes_sample=400"]
+    monkeypatch.undo()
+    missed = run_job(tmp_path, *with_fit, name="missed")
+    hit = run_job(tmp_path, *with_fit, name="hit")
+    assert (missed.results["cache"], hit.results["cache"]) == ("miss", "hit")
+    assert (missed.dir / "predictions.csv").read_text() == (hit.dir / "predictions.csv").read_text()
 
 
 def test_the_same_seed_trains_the_same_model_and_another_seed_does_not(tmp_path):
@@ -188,6 +205,26 @@ def test_the_clusterer_can_be_fitted_to_the_fit_images_reduced_codes_too_and_ass
     assert list(together) == [right] * 6, "fitted to all the codes, the blobs are the clusters"
 
 
+def test_one_neighbour_search_serves_umap_and_the_repair_as_their_own_searches_would():
+    rng = np.random.default_rng(0)
+    fit, evaluation = rng.normal(size=(200, 6)), rng.normal(size=(100, 6)) + 1
+    umap = UMAP(n_components=2, n_neighbors=10, n_epochs=30, random_state=0)
+    depth = neighbours_needed(umap, repair=True, n_codes=300)
+    assert depth == 15, "the deeper of UMAP's 10 and the repair's 15"
+    smoothed, _ = embedded_and_graph(Codes(evaluation, fit, None), smooth_neighbors=3, neighbours=depth)
+    np.testing.assert_array_equal(smoothed, codes_to_embed(evaluation, fit, 3))
+    # (averaged codes can coincide, and UMAP's layout follows the order of tied neighbours: compared unaveraged)
+    embedded, graph = embedded_and_graph(Codes(evaluation, fit, None), smooth_neighbors=0, neighbours=depth)
+    given = with_neighbours(umap, graph)
+    assert given is not umap and umap.precomputed_knn[0] is None, "a copy: the configured reducer is left as it was"
+    np.testing.assert_allclose(given.fit_transform(embedded), umap.fit_transform(embedded), atol=1e-5)
+    repair = NearestNeighbors(n_neighbors=16).fit(embedded).kneighbors(embedded, return_distance=False)
+    np.testing.assert_array_equal(graph[0][:, 1:16], repair[:, 1:], "the repair's 15 nearest, self left out")
+    assert neighbours_needed(UMAP(metric="cosine"), repair=False, n_codes=300) == 0, "a graph of its own metric"
+    assert neighbours_needed(umap, repair=False, n_codes=UMAP.EXACT_UP_TO + 1) == 0, "umap-learn's own search"
+    assert with_neighbours(PCA(2), graph).get_params() == PCA(2).get_params() and with_neighbours(umap, None) is umap
+
+
 def three_equal_classes(gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Three classes of 300 codes: the first in two touching halves (or halves `gap` apart), the other two side by
     side; and a partition a mixture might give: the first class's halves two clusters, the other two one."""
@@ -235,7 +272,8 @@ def test_a_job_rebalances_all_the_codes_it_clustered_and_records_each_round(tmp_
     # Twenty clusters of ten digits: some must be small and joined, so at least one round merges and splits
     where = (["data.eval_fraction=0.3", "task.reduce_with_fit_codes=true", "task.cluster_with_fit_codes=true"]
              if with_fit_codes else [])  # else the eval images' codes alone are reduced and clustered
-    job = run_job(tmp_path, *QUICK, *PCA4, *where, "clusterer=gmm", "clusterer.n_clusters=20", "task.rebalance_rounds=2")
+    job = run_job(tmp_path, *QUICK, *PCA4, *where, "clusterer=gmm", "clusterer.n_clusters=20", "task.rebalance_rounds=2",
+                  "task.size_prior=equal")
     rounds = job.results["rebalanced"]
     assert "rebalance" in job.results["seconds"], "the stage is timed with the others"
     # A range on purpose: how many rounds the digits need is theirs to say; at least one (some of twenty clusters of
@@ -259,6 +297,10 @@ def test_a_job_reduces_the_fit_and_eval_codes_together_and_clusters_only_the_eva
     clusters = [row["label"] for row in read_csv(both.dir / "predictions.csv")]
     assert len(clusters) == n_eval and both.results["acc"] > 0.5
     assert clusters != [row["label"] for row in read_csv(job.dir / "predictions.csv")], "another fit, other clusters"
+    # A sample of the fit images' codes (drawn by the seed) reduced and clustered with the eval images'
+    sample = run_job(tmp_path, *QUICK, *PCA4, "data.eval_fraction=0.3", "task.reduce_with_fit_codes=true",
+                     "task.cluster_with_fit_codes=true", "task.fit_codes_sample=300", name="sample")
+    assert sample.results["reduced_codes"] == 300 + n_eval and len(read_csv(sample.dir / "predictions.csv")) == n_eval
 
 
 @pytest.fixture
@@ -403,6 +445,8 @@ def test_umap_builds_its_graph_on_the_exact_neighbours_and_keeps_its_parameters(
         (["task.reduce_with_fit_codes=true", "data.eval_fraction=0.5", "data.fit_limit=20", "data.eval_limit=60"],
          r"needs more than 90 points .*\(the fit and eval images\)"),
         (["task.rebalance_rounds=-1"], r"task.rebalance_rounds=-1 must be 0 \(the clusterer's partition as it is\)"),
+        (["task.fit_codes_sample=0", "task.reduce_with_fit_codes=true", "data.eval_fraction=0.3"],
+         r"task.fit_codes_sample=0 must be at least 1 \(null: all 1257 fit images' codes\)"),
         (["task.rebalance_rounds=yes"], "task.rebalance_rounds='yes': use a whole number"),
         (["task.rebalance_rounds=1", "data.eval_limit=15", "reducer=pca", "reducer.n_components=2",
           "clusterer.n_clusters=2"], "compares each code's 15 nearest, and only 15 codes are clustered"),

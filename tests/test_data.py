@@ -1,8 +1,11 @@
 import gzip
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from helpers import REPO
 
 from experiments.data import Digits, EpochBatches, FashionMNIST, NpyImages, as_image_batch, as_labels, batches, read_idx
 from experiments.errors import UserError
@@ -178,6 +181,45 @@ def test_fashion_mnist_module_reads_a_folder_of_idx_files(tmp_path):
     module.setup()
     assert module.fit_images.shape == (7, 1, 28, 28) and module.eval_images.shape == (5, 1, 28, 28)
     assert module.n_classes == 3
+
+
+def fashion_folder(folder: Path, n_fit: int = 40, n_eval: int = 20) -> Path:
+    """A folder of Fashion-MNIST's four IDX files, random images, labels cycling through the ten classes."""
+    rng = np.random.default_rng(0)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_fit, 28, 28)), compress=True)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(n_fit) % 10, compress=True)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_eval, 28, 28)), compress=True)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(n_eval) % 10, compress=True)
+    return folder
+
+
+def test_fashion_mnist_split_all_fits_and_scores_every_image_as_n2d_does(tmp_path):
+    module = FashionMNIST(root=str(fashion_folder(tmp_path)), split="all")
+    module.setup()
+    assert module.fit_images.shape == module.eval_images.shape == (60, 1, 28, 28)
+    assert torch.equal(module.fit_images, module.eval_images) and module.eval_overlaps_fit
+    assert module.eval_labels.tolist() == list(np.arange(40) % 10) + list(np.arange(20) % 10)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="data.split=all scores the training images too, and .* has no train-labels"):
+        FashionMNIST(root=str(tmp_path), split="all").setup()
+    with pytest.raises(ValueError, match="split='every' is not one of test, all"):
+        FashionMNIST(root=str(tmp_path), split="every")
+
+
+def test_the_imbalanced_fashion_mnist_script_keeps_each_class_one_fraction_in_train_and_test(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("script", REPO / "scripts" / "imbalanced_fashion_mnist.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(tmp_path / "out"), "--root", str(fashion_folder(tmp_path, 200, 200)), "--smallest", "0.2"])
+    out = tmp_path / "out"
+    train, train_labels = np.load(out / "train.npy"), np.load(out / "train_labels.npy")
+    test, test_labels = np.load(out / "test.npy"), np.load(out / "test_labels.npy")
+    assert train.dtype == test.dtype == np.uint8 and train.shape == (len(train_labels), 28, 28) == test.shape
+    kept = np.bincount(train_labels, minlength=10) / 20  # of the 20 images of each class
+    assert np.array_equal(kept, np.bincount(test_labels, minlength=10) / 20), "a class keeps one fraction of both"
+    assert np.array_equal(np.sort(kept)[::-1], np.round(np.linspace(1.0, 0.2, 10) * 20) / 20), "1.0 down to 0.2"
+    assert (out / "class_names.txt").read_text().splitlines()[0] == "T-shirt/top"
+    assert "data=npy data.train_path=" in capsys.readouterr().out
 
 
 def test_fashion_mnist_module_says_how_to_get_missing_files(tmp_path):

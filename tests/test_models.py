@@ -95,6 +95,9 @@ def test_random_conv_pca_fits_its_components_to_the_fit_images_and_saves_them_wi
     torch.testing.assert_close(cached.encode(data.eval_images), model.encode(data.eval_images))
     other = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=4).fit(data.fit_images)
     assert not torch.allclose(other.encode(data.eval_images).abs(), model.encode(data.eval_images).abs())
+    # The fit step's codes (the cluster job reuses them rather than encode the fit images again) are encode's
+    again = RandomConvPCA(data.image_shape, n_filters=16, pool=2, latent_dim=20, seed=3)
+    torch.testing.assert_close(again.fit_encode(data.fit_images), codes, atol=1e-5, rtol=1e-5)
 
 
 def test_random_conv_pca_refuses_more_components_than_features_or_fit_images():

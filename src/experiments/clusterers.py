@@ -27,35 +27,39 @@ def gaussian_mixture(n_clusters: int, **kwargs) -> GaussianMixture:
 
 def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray], np.ndarray],
               split: Callable[[np.ndarray], np.ndarray], rounds: int, large: float = 1.3, small: float = 0.75,
-              neighbors: int = REBALANCE_NEIGHBOURS, min_joined: float = 0.02) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """A partition repaired towards clusters of equal size, for data whose classes are of equal size.
+              neighbors: int = REBALANCE_NEIGHBOURS, min_joined: float = 0.02, nearest: np.ndarray | None = None
+              ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """A partition repaired towards clusters of equal size: for data whose classes are of equal size, an assumption
+    the caller states (the cluster job's task.size_prior=equal).
 
     A mixture fitted to an embedding spends clusters on a class's styles (bags with and without a handle, two
     islands) and leaves several classes that lie close together in one large cluster (pullovers, coats, shirts).
     Each round, while the largest cluster holds more than `large` times the mean cluster size and two clusters
-    below `small` times it are joined in the codes' neighbour graph (at least `min_joined` of the smaller's
-    `neighbors` nearest codes lie in the other, counted both ways), the two most joined of those merge and the
+    below `small` times it are joined in the codes' neighbour graph, the two most joined of those merge and the
     largest is split in two: its members' codes embedded again on their own (`embed`) and clustered in two
-    (`split`). Reads no labels. Returns the new labels and a record of each round; a largest cluster that `embed`
-    or `split` refuses (ValueError, as scikit-learn's estimators refuse bad input) ends the repair there.
+    (`split`). Two clusters are joined by the edges between them, from each code to its `neighbors` nearest,
+    counted both ways, per code of the smaller cluster (0 to 2 x neighbors); below `min_joined` (0.02: about one
+    such edge for every 50 codes of the smaller) they are islands, likelier two classes than one class's two styles.
+    The halves of a split are not merged again in a later round (a round would undo the last). `nearest`: each
+    code's nearest others, nearest first, where the caller has them (at least `neighbors` columns). Reads no labels.
+    Returns the new labels and a record of each round; a largest cluster that `embed` or `split` refuses
+    (ValueError, as scikit-learn's estimators refuse bad input) ends the repair there.
     """
     labels = np.array(labels)
     n_clusters = int(labels.max()) + 1
     mean_size = len(labels) / n_clusters
-    nearest = NearestNeighbors(n_neighbors=neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
+    if nearest is None:
+        nearest = NearestNeighbors(n_neighbors=neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
+    nearest = nearest[:, :neighbors]
     history: list[dict[str, Any]] = []
+    halves_made: set[int] = set()
     for _ in range(rounds):
         sizes = np.bincount(labels, minlength=n_clusters)
         largest = int(np.argmax(sizes))
-        smalls = np.flatnonzero(sizes < small * mean_size)
+        smalls = [int(k) for k in np.flatnonzero(sizes < small * mean_size) if k not in halves_made]
         if sizes[largest] <= large * mean_size or len(smalls) < 2:
             break
-        # Edges of the neighbour graph from each cluster to each: edges[a, b] of a's codes' neighbours lie in b
-        edges = np.zeros((n_clusters, n_clusters))
-        np.add.at(edges, (np.repeat(labels, neighbors), labels[nearest].ravel()), 1)
-        joined = (edges + edges.T) / np.minimum.outer(sizes, sizes).clip(min=1)
-        pairs = [(joined[a, b], int(a), int(b)) for i, a in enumerate(smalls) for b in smalls[i + 1:]]
-        strength, kept, freed = max(pairs)
+        strength, kept, freed = most_joined(labels, nearest, sizes, smalls)
         if strength < min_joined:  # islands of different classes, likelier than a class's two styles
             break
         members = np.flatnonzero(labels == largest)
@@ -70,10 +74,22 @@ def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray
         labels[labels == freed] = kept
         labels[members[halves == halves[0]]] = largest
         labels[members[halves != halves[0]]] = freed
+        halves_made |= {largest, freed}
         history.append({"merged": [kept, freed], "merged_sizes": [int(sizes[kept]), int(sizes[freed])],
                         "joined": round(float(strength), 4), "split": largest, "split_sizes": [
                             int((halves == halves[0]).sum()), int((halves != halves[0]).sum())]})
-        log.info("rebalance: clusters %d and %d merged (%d and %d codes, %.2f of their neighbours shared), "
-                 "cluster %d (%d codes) split into %d and %d", kept, freed, sizes[kept], sizes[freed], strength,
-                 largest, sizes[largest], *history[-1]["split_sizes"])
+        log.info("rebalance: clusters %d and %d merged (%d and %d codes, %.2f neighbour edges between them per code "
+                 "of the smaller), cluster %d (%d codes) split into %d and %d", kept, freed, sizes[kept], sizes[freed],
+                 strength, largest, sizes[largest], *history[-1]["split_sizes"])
     return labels, history
+
+
+def most_joined(labels: np.ndarray, nearest: np.ndarray, sizes: np.ndarray, candidates: list[int]
+                ) -> tuple[float, int, int]:
+    """(joined, a, b) of the two `candidates` most joined in the neighbour graph: the edges between them (each code
+    to each of its `nearest`), both ways, per code of the smaller."""
+    n_clusters, neighbors = len(sizes), nearest.shape[1]
+    edges = np.zeros((n_clusters, n_clusters))  # edges[a, b]: how many of a's codes' neighbours lie in b
+    np.add.at(edges, (np.repeat(labels, neighbors), labels[nearest].ravel()), 1)
+    joined = (edges + edges.T) / np.minimum.outer(sizes, sizes).clip(min=1)
+    return max((joined[a, b], a, b) for i, a in enumerate(candidates) for b in candidates[i + 1:])

@@ -64,6 +64,8 @@ def load_npy(path: str | Path, setting: str) -> np.ndarray:
 
 
 LAYOUTS = ("auto", "NHW", "NHWC", "NCHW")
+CLASS_SIZES = ("equal", "none")  # what a data group declares of its classes' sizes
+EQUAL_WITHIN = 1.25  # classes declared of equal size: the largest at most this times the smallest, where labels show
 
 
 def as_image_batch(array: np.ndarray, source: str, layout: str = "auto") -> np.ndarray:
@@ -213,6 +215,7 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         layout: str = "auto",
         class_names: list[str] | None = None,
+        class_sizes: str = "none",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -228,6 +231,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_limit = eval_limit
         self.declared_n_classes = n_classes
         self.class_names = None if class_names is None else [str(name) for name in class_names]
+        if class_sizes not in CLASS_SIZES:
+            raise ValueError(f"class_sizes={class_sizes!r} is not one of {', '.join(CLASS_SIZES)}")
+        self.class_sizes = class_sizes
         self.seed = seed
         self.fit_images: torch.Tensor | None = None
         self.eval_images: torch.Tensor | None = None
@@ -277,6 +283,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.eval_labels = labels
         self.fit_labels = fit_labels
         self.check_class_names()
+        self.check_class_sizes()
         log.info("data: %d fit and %d eval images of shape %s", len(fit), len(evaluation), tuple(fit.shape[1:]))
 
     def check_class_names(self) -> None:
@@ -288,6 +295,19 @@ class ImageDataModule(pl.LightningDataModule):
                 raise UserError(f"data.class_names names {len(self.class_names)} classes (labels 0 to "
                                 f"{len(self.class_names) - 1}), and the {setting} labels run from {labels.min()} to "
                                 f"{labels.max()}; give one name per label, in the labels' order")
+
+    def check_class_sizes(self) -> None:
+        """Classes declared of equal size (`class_sizes=equal`, which a job may assume) must be so where labels
+        show it: the largest class at most a quarter larger than the smallest. Of a whole set only: the declaration
+        is the data set's, and the first images a limit keeps are any mix (50 digits: 3 to 7 a class)."""
+        if self.class_sizes != "equal":
+            return
+        for setting, labels, limit in (("eval", self.eval_labels, self.eval_limit), ("fit", self.fit_labels,
+                                                                                     self.fit_limit)):
+            counts = None if labels is None or limit is not None else np.unique(labels, return_counts=True)[1]
+            if counts is not None and len(counts) > 1 and counts.max() > EQUAL_WITHIN * counts.min():
+                raise UserError(f"data.class_sizes=equal, and the {setting} labels' classes hold {counts.min()} to "
+                                f"{counts.max()} images; use data.class_sizes=none")
 
     def class_name(self, label: int) -> str:
         """The name of class `label`: its entry in `class_names` (labels 0, 1, ...), else the number itself."""
@@ -325,8 +345,8 @@ class ImageDataModule(pl.LightningDataModule):
 
 
 class FashionMNIST(ImageDataModule):
-    """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images; its classes
-    named as the dataset names them (`class_names`)."""
+    """Fashion-MNIST from its IDX files: fit on the 60k train images, score on the 10k test images (`split="test"`),
+    or fit and score on all 70,000 (`split="all"`, N2D's protocol); its classes named as the dataset names them."""
 
     CLASS_NAMES: ClassVar[list[str]] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                         "Sneaker", "Bag", "Ankle boot"]
@@ -338,10 +358,15 @@ class FashionMNIST(ImageDataModule):
     }
     FIT_LABELS = "train-labels-idx1-ubyte"  # needed by classifiers only
 
-    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", class_names: list[str] | None = None,
-                 **kwargs) -> None:
+    SPLITS = ("test", "all")
+
+    def __init__(self, root: str = "/usr/share/datasets/fashion-mnist", split: str = "test",
+                 class_names: list[str] | None = None, **kwargs) -> None:
         super().__init__(class_names=self.CLASS_NAMES if class_names is None else class_names, **kwargs)
+        if split not in self.SPLITS:
+            raise ValueError(f"split={split!r} is not one of {', '.join(self.SPLITS)}")
         self.root = Path(root).expanduser()
+        self.split = split
 
     def find(self, stem: str) -> Path:
         for name in (stem + ".gz", stem):
@@ -365,6 +390,12 @@ class FashionMNIST(ImageDataModule):
         if (self.root / (self.FIT_LABELS + ".gz")).is_file() or (self.root / self.FIT_LABELS).is_file():
             path = self.find(self.FIT_LABELS)
             fit_labels = as_labels(read_idx(path), len(fit), str(path))
+        if self.split == "all":  # N2D's protocol: every image fitted and scored
+            if fit_labels is None:
+                raise UserError(f"data.split=all scores the training images too, and {self.root} has no "
+                                f"{self.FIT_LABELS}[.gz]")
+            images, every_label = np.concatenate([fit, evaluation]), np.concatenate([fit_labels, labels])
+            return Images(images, images, every_label, every_label, same=True)
         return Images(fit, evaluation, labels, fit_labels)
 
 

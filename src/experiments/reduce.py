@@ -91,6 +91,14 @@ def check_perplexity(perplexity: float, n_samples: int, setting: str = "perplexi
                          f"got {n_samples}; use a perplexity below {n_samples / 3:g}")
 
 
+def neighbour_graph(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each code's k nearest codes (euclidean, found exactly), itself first: (n, k + 1) indices and their distances
+    (float32), nearest first; umap-learn's `precomputed_knn` takes it as it is."""
+    # Queried with the points it was fitted to, the search lists each point (or an identical one) first
+    distances, indices = NearestNeighbors(n_neighbors=k + 1).fit(codes).kneighbors(codes)
+    return indices, distances.astype(np.float32)
+
+
 def neighbour_mean(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
     """Each code replaced by the mean of itself and its `n_neighbors` nearest codes (euclidean, found exactly): a
     low-pass filter over the codes' neighbour graph, as graph convolutions propagate features (Wu et al. 2019),
@@ -99,7 +107,6 @@ def neighbour_mean(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
     if n_neighbors == 0:
         return codes
     log.info("each of %d codes averaged with its %d nearest", len(codes), n_neighbors)
-    # Queried with the points it was fitted to, the search lists each point (or an identical one) first
     indices = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)
     total = np.zeros_like(codes)
     for column in indices.T:  # a column at a time: no (n, k, d) array

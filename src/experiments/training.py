@@ -91,7 +91,8 @@ def model_cache_key(cfg: DictConfig, data_digest: str, model: DictConfig | None 
     trainer = trainer_settings(cfg.trainer)
     if max_epochs is not None:
         trainer["max_epochs"] = max_epochs
-    data = {k: v for k, v in resolved(cfg.data).items() if k not in ("num_workers", "class_names")}  # not the model's
+    data = {k: v for k, v in resolved(cfg.data).items()  # what the classes are called and how large: not the model's
+            if k not in ("num_workers", "class_names", "class_sizes")}
     return settings_key({"data": data, "data_files": data_digest, "model": resolved(model), "trainer": trainer,
                          "seed": cfg.seed, "code": model_code_version(model, cfg.data)})
 

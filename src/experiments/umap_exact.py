@@ -64,6 +64,11 @@ class UMAP(CheckedParams, umap.UMAP):
             raise ValueError(f"min_dist={self.min_dist} must not exceed spread={self.spread}")
 
     def fit(self, X: Any, y: Any = None, ensure_all_finite: bool = True, **kwargs: Any) -> UMAP:
+        if self.precomputed_knn[0] is not None:  # a graph the caller found (the cluster job's shared search)
+            log.info("UMAP of %d codes on the neighbour graph given", len(X))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")  # transform() is never called
+                return super().fit(X, y, ensure_all_finite, **kwargs)
         if not self.searches_exactly(X):
             return super().fit(X, y, ensure_all_finite, **kwargs)
         log.info("exact nearest neighbours of %d codes (scikit-learn)", len(X))

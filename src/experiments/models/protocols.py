@@ -55,6 +55,16 @@ class FitStep(Protocol):
 
 
 @runtime_checkable
+class FitEncode(Protocol):
+    """Optional, beside a fit step: fit to the images and return their codes at once (scikit-learn's fit_transform),
+    where that costs less than fit, then encode. For a model with nothing to train after its fit, the job takes these
+    as the fit images' codes instead of encoding those images again."""
+
+    def fit_encode(self, images: Tensor) -> Tensor:
+        """Fit to the (N, C, H, W) images; their (N, d) codes."""
+
+
+@runtime_checkable
 class SolverReport(Protocol):
     """Optional: codes found by a solver say whether it converged."""
 

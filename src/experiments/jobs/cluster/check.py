@@ -27,6 +27,8 @@ from experiments.models.protocols import Encoder, FitStep
 from experiments.reduce import CheckedParams, check_perplexity
 from experiments.training import check_optimizer, check_trainer
 
+SIZE_PRIORS = ("none", "equal")  # task.size_prior: what the job may assume of the classes' sizes
+
 
 @dataclass
 class Plan:
@@ -95,7 +97,7 @@ def code_size_of(model: pl.LightningModule, images: torch.Tensor) -> int:
 
 def check_task(task: DictConfig, data: ImageDataModule) -> Counts:
     """The task's switches against each other and the data; how many codes the reducer and the clusterer see."""
-    check_types(task, "task", whole=("smooth_neighbors", "rebalance_rounds"),
+    check_types(task, "task", whole=("smooth_neighbors", "rebalance_rounds", "fit_codes_sample"),
                 flags=("reduce_with_fit_codes", "cluster_with_fit_codes"))
     n_eval = len(data.eval_images)
     counts = Counts(n_eval, "eval images", n_eval)
@@ -107,14 +109,27 @@ def check_task(task: DictConfig, data: ImageDataModule) -> Counts:
             raise UserError("task.reduce_with_fit_codes=true adds the fit images' codes to the eval images', and "
                             "here the eval images are the fit images; hold some out (data=digits: "
                             "data.eval_fraction=0.3; data=npy: a data.eval_path of other images)")
-        counts = Counts(n_eval + len(data.fit_images), "fit and eval images",
-                        n_eval + (len(data.fit_images) if task.cluster_with_fit_codes else 0))
+        n_fit = fit_codes_reduced(task, len(data.fit_images))
+        counts = Counts(n_eval + n_fit, "fit and eval images", n_eval + (n_fit if task.cluster_with_fit_codes else 0))
     if not 0 <= task.smooth_neighbors < counts.reduced:
         raise UserError(f"task.smooth_neighbors={task.smooth_neighbors} must be between 0 (codes as they are) and "
                         f"{counts.reduced - 1}, below the {counts.reduced} codes of the {counts.reduced_what} it "
                         "averages over")
+    if task.size_prior not in SIZE_PRIORS:
+        raise UserError(f"task.size_prior={task.size_prior!r} is not one of {', '.join(SIZE_PRIORS)} (none: assume nothing "
+                        "of the classes' sizes; equal: assume they are of equal size)")
     check_rebalance(task.rebalance_rounds, counts.clustered)
     return counts
+
+
+def fit_codes_reduced(task: DictConfig, n_fit: int) -> int:
+    """How many of the fit images' codes the reducer embeds: all, or task.fit_codes_sample of them."""
+    sample = task.get("fit_codes_sample")
+    if sample is None:
+        return n_fit
+    if sample < 1:
+        raise UserError(f"task.fit_codes_sample={sample} must be at least 1 (null: all {n_fit} fit images' codes)")
+    return min(sample, n_fit)
 
 
 def check_rebalance(rounds: int, n_clustered: int) -> None:
