@@ -5,6 +5,8 @@ controller starts the workers at once instead of after the seconds those imports
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         if not torch.cuda.is_available():
             pytest.skip("no CUDA GPU on this machine: the GPU tests run where there is one (make test-gpu)")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The local SLURM cluster stopped after the session if its tests started it (test_slurm.py): once, from the
+    process that ran the session (xdist's controller, after every worker is done)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "outputs" / "slurm" / "started-by-tests").exists():
+        subprocess.run([repo / "scripts" / "local_slurm.sh", "down"], capture_output=True, timeout=120, check=False)

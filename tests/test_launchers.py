@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from helpers import CONF, compose_config, run_cli
+from helpers import CONF, DDP_ON_CPU, assert_matches_one_process, compose_config, run_cli, run_job
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -137,23 +137,21 @@ def test_a_sweep_with_a_bad_job_stops_with_one_line_before_any_job(tmp_path, cap
         assert (tmp_path / "multirun").exists(), "the sweep starts: each job checks itself where it runs"
 
 
-DDP_ON_CPU = ["accelerator=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
-
-
 @pytest.mark.slow
-def test_ddp_gives_each_rank_an_equal_shard_and_only_rank_zero_scores_and_logs(tmp_path):
-    # Lightning's DDP over two CPU processes (gloo): the same code path as over GPUs. Sparse coding, whose warm
-    # starts index each rank's shard by the images' places in the whole fit set. 513 images in batches of 256:
-    # without padding rank 0 would have 2 batches and rank 1 one, a collective with no partner.
-    run = run_cli(tmp_path / "run", *SMALL, "trainer.max_epochs=2", "model=sparse_coding", "data.fit_limit=513",
-                  "data.batch_size=256", *DDP_ON_CPU)
+def test_ddp_gives_each_rank_its_shard_only_rank_zero_scores_and_logs_and_matches_one_process(tmp_path):
+    # Lightning's DDP over two CPU processes (gloo), started by Lightning itself (no SLURM): the same code path as
+    # over GPUs. Sparse coding, whose warm starts index each rank's shard by the images' places in the whole fit
+    # set. (Shards padded to equal batch counts, where the images do not divide: test_data.py.)
+    settings = [*SMALL, "trainer.max_epochs=2", "model=sparse_coding", "data.fit_limit=512"]
+    run = run_cli(tmp_path / "run", *settings, "data.batch_size=128", *DDP_ON_CPU)
     assert run.returncode == 0, run.stderr
     logs = {p.name: p.read_text() for p in run.dir.glob("*.log")}
-    assert "rank 0/2 trains on 257 fit images in 2 batches" in logs["experiments.log"]
-    assert "rank 1/2 trains on 257 fit images in 2 batches" in logs["train_ddp_process_1.log"]
+    assert "rank 0/2 trains on 256 fit images in 2 batches" in logs["experiments.log"]
+    assert "rank 1/2 trains on 256 fit images in 2 batches" in logs["train_ddp_process_1.log"]
     assert "results:" not in logs["train_ddp_process_1.log"], "rank 1 only trains"
     assert len(list(run.dir.glob("wandb/offline-run-*"))) == 1, "one W&B run, from rank 0"
     assert run.results["cache"] == "miss" and len(torch.load(run.results["checkpoint"], weights_only=True)["history"]) == 2
+    assert_matches_one_process(run.dir, run_job(tmp_path, *settings, "data.batch_size=256", name="one"))
 
 
 def test_ddp_in_a_sweep_only_where_srun_starts_the_ranks_and_never_for_kinds_that_train_no_encoder():
@@ -167,7 +165,7 @@ def test_ddp_in_a_sweep_only_where_srun_starts_the_ranks_and_never_for_kinds_tha
                              *overrides, hydra_context=True)
         check_ddp(cluster, True, HydraConfig.get().launcher, cfg.trainer)
 
-    with pytest.raises(UserError, match="needs hydra/launcher=slurm_gpu"):
+    with pytest.raises(UserError, match="needs a SLURM launcher, hydra/launcher=slurm_gpu or slurm_cpu"):
         compose_config("accelerator=ddp", "hydra/launcher=joblib", hydra_context=True)
         check_ddp(cluster, True, HydraConfig.get().launcher, compose_config("accelerator=ddp").trainer)
     with pytest.raises(UserError, match="tasks_per_node=1 must equal trainer.devices=-1"):
@@ -191,10 +189,13 @@ def test_the_thread_budget_comes_from_the_cpus_this_process_may_use(monkeypatch)
                                             "n_jobs": 2}})
     basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}})
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's count must not matter
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})  # e.g. a SLURM allocation
     assert threads_per_job(basic) == 6
     assert threads_per_job(joblib) == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")  # a cluster that gives a job 4 cores without pinning it to them
+    assert threads_per_job(basic) == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # set by the user or the scheduler: a cap
     assert threads_per_job(basic) == 2
 

@@ -39,7 +39,7 @@ class PreflightChecks(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            check_launcher(config.hydra)
+            check_launcher(config.hydra, config.get("trainer"))
             if config.trainer.get("strategy") == "ddp":
                 check_ddp(jobs.load(config.task.kind), True, config.hydra.launcher, config.trainer)
             started = time.perf_counter()

@@ -2,8 +2,9 @@
 
 - Lightning's advertising tips ("💡 Tip: ... litlogger"): `DropTips`, a logging filter on Lightning's
   rank_zero logger (conf/hydra/default.yaml attaches it).
-- torch's FutureWarning about `LeafSpec`, raised inside Lightning's pytree helper on every fit: a targeted
-  warnings filter (`quiet_library_warnings`, called by the entry point).
+- torch's FutureWarning about `LeafSpec`, raised inside Lightning's pytree helper on every fit, and Lightning's
+  "The `srun` command is available on your system but is not used" on any machine with SLURM's tools: targeted
+  warnings filters (`quiet_library_warnings`, called by the entry point).
 - openTSNE's INFO lines: its logger at WARNING (conf/hydra/default.yaml).
 - W&B's banner and hints: the run is started with `silent=True` (tracking.py), and the job logs where the
   run is and how to look at it or upload it.
@@ -30,6 +31,11 @@ class DropTips(logging.Filter):
 
 def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    # Lightning's hint on any machine with SLURM's client tools (a login node, the local cluster's host): a job run
+    # here without srun is run here on purpose; a sweep reaches SLURM through hydra/launcher=slurm_cpu or slurm_gpu,
+    # whose jobs srun starts (and where Lightning's SLURM environment takes the ranks from SLURM)
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used",
+                            category=UserWarning)
 
 
 @contextmanager

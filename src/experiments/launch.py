@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from experiments.files import write_json
 PLAN = "sweep.json"  # in the sweep folder: the plan, for the jobs to say "job k of N" and name their runs
 
 
-def check_launcher(hydra_cfg: DictConfig) -> None:
+def check_launcher(hydra_cfg: DictConfig, trainer: Any = None) -> None:
     """One-line errors for launcher settings that would fail (or hang) only once jobs are out."""
     launcher = hydra_cfg.launcher
     target = str(launcher.get("_target_", ""))
@@ -25,11 +27,50 @@ def check_launcher(hydra_cfg: DictConfig) -> None:
         n_jobs = launcher.get("n_jobs")
         if n_jobs is None or n_jobs == 0 or n_jobs < -1:
             raise UserError(f"hydra.launcher.n_jobs={n_jobs}: use a number of parallel jobs >= 1 (or -1 for one per core)")
-    if "SlurmLauncher" in target and not launcher.get("partition"):
-        raise UserError("hydra.launcher.partition is not set: name your cluster's SLURM partition "
-                        "(hydra.launcher.partition=gpu)")
+    if "SlurmLauncher" in target:
+        check_slurm(launcher, trainer)
     if target.endswith(".RayLauncher"):
         check_ray_address(((launcher.get("ray") or {}).get("init") or {}).get("address"))
+
+
+def check_slurm(launcher: Any, trainer: Any = None) -> None:
+    """The SLURM launcher's settings against the cluster itself (`sinfo`), before anything is submitted: a job that
+    names a partition the cluster lacks would be refused only at submission, after the sweep had started."""
+    partition, processes = launcher.get("partition"), launcher.get("tasks_per_node", 1) * launcher.get("nodes", 1)
+    if not partition and launcher.get("gpus_per_node"):
+        raise UserError("hydra.launcher.partition is not set: name your cluster's SLURM partition for GPU jobs "
+                        "(hydra.launcher.partition=gpu; `sinfo -s` lists them)")
+    if processes > 1 and (trainer or {}).get("strategy") != "ddp":
+        raise UserError(f"hydra.launcher.tasks_per_node={launcher.get('tasks_per_node')} x nodes="
+                        f"{launcher.get('nodes', 1)} would run each job {processes} times over: only accelerator=ddp "
+                        f"uses several processes (trainer.devices={processes})")
+    if shutil.which("sbatch") is None:
+        raise UserError("the SLURM launcher submits jobs with `sbatch`, which is not on this machine: run the sweep "
+                        "on your cluster's login node, or start a local one-node cluster with `make slurm-up`")
+    partitions = slurm_partitions()
+    if partition:
+        missing = [p for p in str(partition).split(",") if p not in partitions]
+        if missing:
+            raise UserError(f"hydra.launcher.partition={partition}: this cluster has no partition {missing[0]} "
+                            f"(sinfo lists {', '.join(partitions) or 'none'})")
+    elif not any(partitions.values()):
+        raise UserError(f"hydra.launcher.partition is not set and this cluster has no default partition: name one of "
+                        f"{', '.join(partitions) or 'none'}")
+
+
+def slurm_partitions(timeout: float = 20.0) -> dict[str, bool]:
+    """This cluster's partitions, by `sinfo`: {name: whether it is the default}."""
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(f"SLURM does not answer (`sinfo`: {e}): is the cluster up? (`make slurm-up` for the local "
+                        f"one)") from None
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise UserError(f"SLURM does not answer (`sinfo`: {reason}): is the cluster up? (`make slurm-up` for the "
+                        f"local one)")
+    names = done.stdout.split()
+    return {name.rstrip("*"): name.endswith("*") for name in names}
 
 
 def check_ray_address(address: Any, timeout: float = 5.0) -> None:
@@ -109,10 +150,12 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int:
 
 def threads_per_job(hydra_cfg: DictConfig) -> int:
     """The rule: the CPUs this process may use shared evenly between the jobs that run at once, at least one
-    each, and no more than OMP_NUM_THREADS when the user or the scheduler set it."""
+    each, and no more than OMP_NUM_THREADS or SLURM's cores per task where the user or the scheduler set them
+    (a cluster that does not pin its jobs to their cores still says how many each was given)."""
     share = max(1, available_cpus() // parallel_jobs(hydra_cfg))
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
+    caps = [int(cap) for name in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK")
+            if (cap := os.environ.get(name, "")).isdigit() and int(cap) > 0]
+    return min([share, *caps])
 
 
 def available_cpus() -> int:
@@ -145,7 +188,8 @@ def check_ddp(kind: Any, multirun: bool, launcher: Any = None, trainer: Any = No
         return
     if "SlurmLauncher" not in str((launcher or {}).get("_target_", "")):
         raise UserError(
-            "accelerator=ddp in a sweep needs hydra/launcher=slurm_gpu (srun starts each device's process); "
+            "accelerator=ddp in a sweep needs a SLURM launcher, hydra/launcher=slurm_gpu or slurm_cpu (srun starts "
+            "each device's process); "
             "elsewhere Lightning starts them by running the command again, which -m would turn into a new sweep"
         )
     tasks, devices = launcher.get("tasks_per_node"), trainer.get("devices")
