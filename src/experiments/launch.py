@@ -29,6 +29,7 @@ def check_launcher(hydra_cfg: DictConfig, trainer: Any = None) -> None:
             raise UserError(f"hydra.launcher.n_jobs={n_jobs}: use a number of parallel jobs >= 1 (or -1 for one per core)")
     if "SlurmLauncher" in target:
         check_slurm(launcher, trainer)
+        check_no_jobs_still_out(Path(str(hydra_cfg.sweep.dir)))
     if target.endswith(".RayLauncher"):
         check_ray_address(((launcher.get("ray") or {}).get("init") or {}).get("address"))
 
@@ -56,6 +57,28 @@ def check_slurm(launcher: Any, trainer: Any = None) -> None:
     elif not any(partitions.values()):
         raise UserError(f"hydra.launcher.partition is not set and this cluster has no default partition: name one of "
                         f"{', '.join(partitions) or 'none'}")
+
+
+def check_no_jobs_still_out(sweep_dir: Path, timeout: float = 20.0) -> None:
+    """Refuse a sweep whose earlier submission still has jobs queued or running: the same command run again (after a
+    job failed, or after Ctrl-C, which stops the sweep command but not its SLURM jobs) would start a second copy of
+    each, both writing one folder. submitit keeps each submission in <sweep>/.submitit/<SLURM job id>/."""
+    submitted = {p.name for p in (sweep_dir / ".submitit").glob("*") if p.name.isdigit()}
+    if not submitted:
+        return
+    try:
+        listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i %T"], capture_output=True, text=True,
+                                timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise UserError(f"SLURM does not answer (`squeue`: {e}): is the cluster up?") from None
+    out = [line.split() for line in listed.splitlines()
+           if line.split() and line.split()[0].split("_")[0] in submitted]
+    if out:
+        jobs = ", ".join(f"{job} {state}" for job, state in out[:4]) + (", ..." if len(out) > 4 else "")
+        arrays = " ".join(sorted({job.split("_")[0] for job, _ in out}))
+        raise UserError(f"this sweep's jobs from its last submission are still on SLURM ({jobs}): wait until "
+                        f"`squeue --me` no longer lists them, or `scancel {arrays}`, then run the same command again "
+                        f"(a second copy of a job would write the same folder)")
 
 
 def slurm_partitions(timeout: float = 20.0) -> dict[str, bool]:
