@@ -36,6 +36,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     every = len(fast) // max(len(slow), 1) + 1
     items[:] = [item for i, test in enumerate(fast) for item in ([slow[i // every]] if i % every == 0 and i // every < len(slow) else []) + [test]]
     items += [item for item in slow if item not in items]
+    # The tests that wait on a cluster (SLURM's, Ray's: a chain of processes, each waiting for the last) each go first
+    # in a worker's share of the list (xdist hands each worker a contiguous share), so their waiting overlaps the
+    # other tests instead of holding one worker alone at the end; the longest, the SLURM sweep, first of all.
+    waiting = sorted((item for item in items if {"slurm", "ray_cluster"} & set(item.fixturenames)
+                      and item.get_closest_marker("slow")), key=lambda item: "sweep_on_slurm" not in item.name)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    rest = [item for item in items if item not in waiting]
+    share = -(-len(items) // workers)
+    for k, item in enumerate(waiting):
+        rest.insert(min((k % workers) * share + k // workers, len(rest)), item)
+    items[:] = rest
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
