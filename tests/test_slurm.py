@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from experiments.callbacks import PreflightChecks
+from experiments.launch import check_no_jobs_still_out
 from experiments.resume import stable_run_id
 
 SCRIPT = REPO / "scripts" / "local_slurm.sh"
@@ -199,13 +200,19 @@ def test_a_cluster_that_cannot_take_the_sweep_says_why_in_one_line(sinfo, fragme
 
 def test_a_sweep_whose_last_jobs_still_run_is_refused_before_a_second_copy_is_submitted(slurm, capsys, tmp_path):
     # A job of the sweep's last submission still on the cluster (after Ctrl-C, or a failed job that stopped the
-    # command): running the command again would start a second copy writing the same folder
-    job = subprocess.run(["sbatch", "--parsable", "--wrap", "sleep 60", "-o", os.devnull], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    # command): running the command again would start a second copy writing the same folder. A job of the same
+    # user's elsewhere is no reason to refuse.
+    submitted = tmp_path / "sweep" / ".submitit"  # where submitit sends a sweep's jobs' output
+    submitted.mkdir(parents=True)
+    other, job = (subprocess.run(["sbatch", "--parsable", "--wrap", "sleep 60", "-o", out], capture_output=True,
+                                 text=True, check=True).stdout.strip() for out in (os.devnull, f"{submitted}/%j.out"))
     try:
-        (tmp_path / "sweep" / ".submitit" / job).mkdir(parents=True)  # where submitit keeps a submission
-        line = stopped_before_submitting(capsys, f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    finally:
+        line = stopped_before_submitting(capsys, f"hydra.sweep.dir={submitted.parent}")
         subprocess.run(["scancel", job], check=True)
-    assert f"this sweep's jobs from its last submission are still on SLURM ({job} " in line
+        settled_states(job)
+        check_no_jobs_still_out(submitted.parent)  # the other job alone
+    finally:
+        subprocess.run(["scancel", other, job], check=False)
+    listed = line.partition("this sweep's jobs from its last submission are still on SLURM (")[2].partition(")")[0]
+    assert listed in (f"{job} PENDING", f"{job} RUNNING"), "the sweep's job, not the other"
     assert f"or `scancel {job}`, then run the same command again" in line

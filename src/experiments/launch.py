@@ -62,20 +62,19 @@ def check_slurm(launcher: Any, trainer: Any = None) -> None:
 def check_no_jobs_still_out(sweep_dir: Path, timeout: float = 20.0) -> None:
     """Refuse a sweep whose earlier submission still has jobs queued or running: the same command run again (after a
     job failed, or after Ctrl-C, which stops the sweep command but not its SLURM jobs) would start a second copy of
-    each, both writing one folder. submitit keeps each submission in <sweep>/.submitit/<SLURM job id>/."""
-    submitted = {p.name for p in (sweep_dir / ".submitit").glob("*") if p.name.isdigit()}
-    if not submitted:
-        return
-    try:
-        listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i %T"], capture_output=True, text=True,
-                                timeout=timeout, check=True).stdout
+    each, both writing one folder. submitit sends each job's output to <sweep>/.submitit/, which tells this sweep's
+    jobs from any other in `squeue`."""
+    folders = tuple({f"{path}/.submitit/" for path in (sweep_dir.absolute(), sweep_dir.resolve())})
+    try:  # fixed-width columns: a path may hold spaces
+        listed = subprocess.run(["squeue", "--me", "-h", "-O", "JobArrayID:40,ArrayJobID:20,State:20,STDOUT:4096"],
+                                capture_output=True, text=True, timeout=timeout, check=True).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise UserError(f"SLURM does not answer (`squeue`: {e}): is the cluster up?") from None
-    out = [line.split() for line in listed.splitlines()
-           if line.split() and line.split()[0].split("_")[0] in submitted]
+    out = [(line[:40].strip(), line[40:60].strip(), line[60:80].strip()) for line in listed.splitlines()
+           if line[80:].strip().startswith(folders)]
     if out:
-        jobs = ", ".join(f"{job} {state}" for job, state in out[:4]) + (", ..." if len(out) > 4 else "")
-        arrays = " ".join(sorted({job.split("_")[0] for job, _ in out}))
+        jobs = ", ".join(f"{job} {state}" for job, _, state in out[:4]) + (", ..." if len(out) > 4 else "")
+        arrays = " ".join(sorted({array for _, array, _ in out}))
         raise UserError(f"this sweep's jobs from its last submission are still on SLURM ({jobs}): wait until "
                         f"`squeue --me` no longer lists them, or `scancel {arrays}`, then run the same command again "
                         f"(a second copy of a job would write the same folder)")
