@@ -42,7 +42,7 @@ $(FASHION_MNIST):
 	fi
 	@test -f $@ || { echo "dataset-fashion-mnist installed but $@ is missing" >&2; exit 1; }
 
-# The best clustering recipe, about 70 s of job on 2 cores: random features' PCA, each code averaged with its 10
+# The best clustering recipe, about 90 s of job on 2 cores: random features' PCA, each code averaged with its 10
 # nearest, UMAP of the test images' codes with 30,000 of the training images', the likeliest of a Gaussian mixture's
 # 20 starts, its partition repaired towards the classes' equal sizes (README, Results); `python -m experiments` runs
 # the clustering assignment's pipeline.
