@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
+
+from experiments.reduce import neighbour_graph
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def rebalance(labels: np.ndarray, codes: np.ndarray, embed: Callable[[np.ndarray
     n_clusters = int(labels.max()) + 1
     mean_size = len(labels) / n_clusters
     if nearest is None:
-        nearest = NearestNeighbors(n_neighbors=neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
+        nearest = neighbour_graph(codes, neighbors)[0][:, 1:]  # not the code itself
     nearest = nearest[:, :neighbors]
     history: list[dict[str, Any]] = []
     halves_made: set[int] = set()

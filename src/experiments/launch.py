@@ -64,6 +64,8 @@ def check_no_jobs_still_out(sweep_dir: Path, timeout: float = 20.0) -> None:
     job failed, or after Ctrl-C, which stops the sweep command but not its SLURM jobs) would start a second copy of
     each, both writing one folder. submitit sends each job's output to <sweep>/.submitit/, which tells this sweep's
     jobs from any other in `squeue`."""
+    if not (sweep_dir / ".submitit").is_dir():  # nothing submitted from this folder yet
+        return
     folders = tuple({f"{path}/.submitit/" for path in (sweep_dir.absolute(), sweep_dir.resolve())})
     try:  # fixed-width columns: a path may hold spaces
         listed = subprocess.run(["squeue", "--me", "-h", "-O", "JobArrayID:40,ArrayJobID:20,State:20,STDOUT:4096"],

@@ -107,7 +107,7 @@ def neighbour_mean(codes: np.ndarray, n_neighbors: int) -> np.ndarray:
     if n_neighbors == 0:
         return codes
     log.info("each of %d codes averaged with its %d nearest", len(codes), n_neighbors)
-    indices = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(codes).kneighbors(codes, return_distance=False)
+    indices, _ = neighbour_graph(codes, n_neighbors)
     total = np.zeros_like(codes)
     for column in indices.T:  # a column at a time: no (n, k, d) array
         total += codes[column]

@@ -64,18 +64,16 @@ class UMAP(CheckedParams, umap.UMAP):
             raise ValueError(f"min_dist={self.min_dist} must not exceed spread={self.spread}")
 
     def fit(self, X: Any, y: Any = None, ensure_all_finite: bool = True, **kwargs: Any) -> UMAP:
-        if self.precomputed_knn[0] is not None:  # a graph the caller found (the cluster job's shared search)
-            log.info("UMAP of %d codes on the neighbour graph given", len(X))
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")  # transform() is never called
-                return super().fit(X, y, ensure_all_finite, **kwargs)
-        if not self.searches_exactly(X):
-            return super().fit(X, y, ensure_all_finite, **kwargs)
-        log.info("exact nearest neighbours of %d codes (scikit-learn)", len(X))
-        search = NearestNeighbors(n_neighbors=self.n_neighbors, metric=SKLEARN_NAMES.get(self.metric, self.metric))
-        distances, indices = search.fit(X).kneighbors(X)
         configured = self.precomputed_knn
-        self.precomputed_knn = (indices, distances.astype(np.float32), None)
+        if configured[0] is not None:  # a graph the caller found (the cluster job's shared search)
+            log.info("UMAP of %d codes on the neighbour graph given", len(X))
+        elif self.searches_exactly(X):
+            log.info("exact nearest neighbours of %d codes (scikit-learn)", len(X))
+            search = NearestNeighbors(n_neighbors=self.n_neighbors, metric=SKLEARN_NAMES.get(self.metric, self.metric))
+            distances, indices = search.fit(X).kneighbors(X)
+            self.precomputed_knn = (indices, distances.astype(np.float32), None)
+        else:
+            return super().fit(X, y, ensure_all_finite, **kwargs)
         try:
             with warnings.catch_warnings():
                 # its note that transform() needs umap-learn's own search index: our stages never call it
