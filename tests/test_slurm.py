@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from experiments.callbacks import PreflightChecks
+from experiments.errors import UserError
 from experiments.launch import check_no_jobs_still_out
 from experiments.resume import stable_run_id
 
@@ -216,3 +217,13 @@ def test_a_sweep_whose_last_jobs_still_run_is_refused_before_a_second_copy_is_su
     listed = line.partition("this sweep's jobs from its last submission are still on SLURM (")[2].partition(")")[0]
     assert listed in (f"{job} PENDING", f"{job} RUNNING"), "the sweep's job, not the other"
     assert f"or `scancel {job}`, then run the same command again" in line
+
+
+def test_only_a_folder_something_was_submitted_from_asks_squeue_and_a_silent_squeue_is_one_line(monkeypatch, tmp_path):
+    (tmp_path / "squeue").write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    (tmp_path / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    check_no_jobs_still_out(tmp_path / "fresh")  # a new sweep: nothing of it can be out, and squeue is not asked
+    (tmp_path / "sweep" / ".submitit").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"SLURM does not answer \(`squeue`: .*\): is the cluster up\?"):
+        check_no_jobs_still_out(tmp_path / "sweep")
